@@ -1,0 +1,136 @@
+"""Every knob slipstream has, in one frozen dataclass; the environment is read here and nowhere else."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slipstream.http.codecs import available_encodings
+
+ENV_PREFIX = "SLIPSTREAM_"
+
+# Already-compressed or incompressible media: compressing them burns CPU for no gain.
+# A trailing "/" matches the whole top-level type.
+DEFAULT_EXCLUDED_CONTENT_TYPES: tuple[str, ...] = (
+    "image/",
+    "video/",
+    "audio/",
+    "font/woff",
+    "font/woff2",
+    "application/zip",
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-bzip2",
+    "application/x-xz",
+    "application/x-7z-compressed",
+    "application/x-rar-compressed",
+    "application/zstd",
+    "application/br",
+    "application/grpc",
+    "application/pdf",
+    "application/wasm",
+)
+# Images that are text and compress well are let back in even though "image/" is excluded.
+DEFAULT_INCLUDED_CONTENT_TYPES: tuple[str, ...] = ("image/svg+xml", "image/x-icon", "image/bmp")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All slipstream options. Build one directly, or with ``Settings.from_env()`` from ``SLIPSTREAM_*`` variables."""
+
+    compression_enabled: bool = True
+    # Server preference order; ties in the client's q-values are broken by this order.
+    compression_encodings: tuple[str, ...] = field(default_factory=available_encodings)
+    compression_minimum_size: int = 500
+    compression_brotli_quality: int = 4
+    compression_gzip_level: int = 6
+    compression_zstd_level: int = 3
+    # Bodies (and streamed chunks) at least this large are compressed in a worker thread.
+    compression_thread_threshold: int = 128 * 1024
+    compression_event_stream: bool = False
+    compression_exclude_content_types: tuple[str, ...] = DEFAULT_EXCLUDED_CONTENT_TYPES
+    # Matches here win over the exclude list; "*" alone turns the exclude list off.
+    compression_include_content_types: tuple[str, ...] = DEFAULT_INCLUDED_CONTENT_TYPES
+    # Regular expressions matched against the request path: matching routes are never compressed (BREACH opt-out).
+    compression_exclude_paths: tuple[str, ...] = ()
+
+    conditional_enabled: bool = True
+    conditional_generate_etags: bool = True
+    conditional_weak_etags: bool = False
+    # Evaluate If-Match / If-None-Match / If-Unmodified-Since on unsafe methods against a GET of the same URL.
+    conditional_check_unsafe_methods: bool = True
+
+    def __post_init__(self) -> None:
+        known = available_encodings()
+        for name in self.compression_encodings:
+            if name == "zstd" and name not in known:
+                raise ValueError("zstd compression needs the 'zstandard' package: pip install 'slipstream[zstd]'")
+            if name not in known:
+                raise ValueError(f"unknown encoding {name!r}; choose from {', '.join(known)}")
+        if len(set(self.compression_encodings)) != len(self.compression_encodings):
+            raise ValueError(f"duplicate encoding in {self.compression_encodings!r}")
+        _check_range("compression_brotli_quality", self.compression_brotli_quality, 0, 11)
+        _check_range("compression_gzip_level", self.compression_gzip_level, 0, 9)
+        _check_range("compression_zstd_level", self.compression_zstd_level, -7, 22)
+        _check_range("compression_minimum_size", self.compression_minimum_size, 0, None)
+        _check_range("compression_thread_threshold", self.compression_thread_threshold, 0, None)
+        for pattern in self.compression_exclude_paths:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"compression_exclude_paths: bad regular expression {pattern!r}: {exc}") from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``SLIPSTREAM_<FIELD>`` variables; unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _parse_env_value(name, env[name], hints[f.name])
+        unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() not in hints)
+        if unknown:
+            raise ValueError(f"unknown slipstream setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def with_options(self, prefix: str, **options: object) -> Settings:
+        """A copy with ``prefix + name`` fields replaced by the options that are not None."""
+        changes: dict[str, Any] = {prefix + name: value for name, value in options.items() if value is not None}
+        return dataclasses.replace(self, **changes)
+
+
+def _check_range(name: str, value: int, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _parse_env_value(name: str, raw: str, hint: Any) -> object:
+    if hint is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"{name}: expected a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+    if hint is int:
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise ValueError(f"{name}: expected an integer, got {raw!r}") from None
+    if typing.get_origin(hint) is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    raise TypeError(f"{name}: no parser for {hint!r}")  # pragma: no cover - guards future fields

@@ -1,0 +1,135 @@
+"""Content codings: one-shot and streaming compressors for brotli, gzip and zstd."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Callable
+from typing import Protocol
+
+import brotli
+
+try:
+    import zstandard
+except ImportError:  # pragma: no cover - exercised only where the optional extra is missing
+    zstandard = None  # type: ignore[assignment]
+
+
+class StreamCompressor(Protocol):
+    def compress_chunk(self, data: bytes) -> bytes:
+        """Compress ``data`` and flush, so the client can decode everything sent so far."""
+
+    def finish(self, data: bytes) -> bytes:
+        """Compress the last ``data`` and end the stream."""
+
+
+class Codec(Protocol):
+    """A content coding: ``name`` is its Content-Encoding token."""
+
+    name: str
+
+    def compress(self, data: bytes) -> bytes: ...
+
+    def stream(self) -> StreamCompressor: ...
+
+
+def available_encodings() -> tuple[str, ...]:
+    return ("br", "zstd", "gzip") if zstandard is not None else ("br", "gzip")
+
+
+class _BrotliStream:
+    __slots__ = ("_compressor",)
+
+    def __init__(self, quality: int) -> None:
+        self._compressor = brotli.Compressor(quality=quality)
+
+    def compress_chunk(self, data: bytes) -> bytes:
+        return bytes(self._compressor.process(data) + self._compressor.flush())
+
+    def finish(self, data: bytes) -> bytes:
+        return bytes(self._compressor.process(data) + self._compressor.finish())
+
+
+class BrotliCodec:
+    name = "br"
+
+    def __init__(self, quality: int) -> None:
+        self.quality = quality
+
+    def compress(self, data: bytes) -> bytes:
+        return bytes(brotli.compress(data, quality=self.quality))
+
+    def stream(self) -> StreamCompressor:
+        return _BrotliStream(self.quality)
+
+
+class _GzipStream:
+    __slots__ = ("_compressor",)
+
+    def __init__(self, level: int) -> None:
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def compress_chunk(self, data: bytes) -> bytes:
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self, data: bytes) -> bytes:
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_FINISH)
+
+
+class GzipCodec:
+    name = "gzip"
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def compress(self, data: bytes) -> bytes:
+        # wbits=31 writes the gzip container; compressobj keeps Python 3.10 support (zlib.compress has no wbits there).
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, 31)
+        return compressor.compress(data) + compressor.flush()
+
+    def stream(self) -> StreamCompressor:
+        return _GzipStream(self.level)
+
+
+class _ZstdStream:
+    __slots__ = ("_compressor",)
+
+    def __init__(self, level: int) -> None:
+        assert zstandard is not None
+        self._compressor = zstandard.ZstdCompressor(level=level).compressobj()
+
+    def compress_chunk(self, data: bytes) -> bytes:
+        assert zstandard is not None
+        return self._compressor.compress(data) + self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+    def finish(self, data: bytes) -> bytes:
+        return self._compressor.compress(data) + self._compressor.flush()
+
+
+class ZstdCodec:
+    name = "zstd"
+
+    def __init__(self, level: int) -> None:
+        assert zstandard is not None, "checked by Settings"
+        self.level = level
+        # A ZstdCompressor is not thread safe and costs ~20 µs to build: keep one per thread.
+        self._local = threading.local()
+
+    def compress(self, data: bytes) -> bytes:
+        compressor = getattr(self._local, "compressor", None)
+        if compressor is None:
+            assert zstandard is not None
+            compressor = self._local.compressor = zstandard.ZstdCompressor(level=self.level)
+        return bytes(compressor.compress(data))
+
+    def stream(self) -> StreamCompressor:
+        return _ZstdStream(self.level)
+
+
+def make_codec(name: str, *, brotli_quality: int, gzip_level: int, zstd_level: int) -> Codec:
+    factories: dict[str, Callable[[], Codec]] = {
+        "br": lambda: BrotliCodec(brotli_quality),
+        "gzip": lambda: GzipCodec(gzip_level),
+        "zstd": lambda: ZstdCodec(zstd_level),
+    }
+    return factories[name]()

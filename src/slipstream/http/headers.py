@@ -1,0 +1,45 @@
+"""Small operations on ASGI raw header lists (lower-case byte names, byte values)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def request_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The field value of ``name`` (lower-case), repeated fields joined with ", " as RFC 9110 §5.3 allows."""
+    found: bytes | None = None
+    for key, value in headers:
+        if key == name:
+            found = value if found is None else found + b", " + value
+    return found
+
+
+def field_tokens(value: bytes) -> list[bytes]:
+    """Comma-separated list members, stripped and lower-cased, empty members dropped."""
+    return [part for part in (item.strip().lower() for item in value.split(b",")) if part]
+
+
+def add_vary(headers: RawHeaders, field_name: bytes) -> None:
+    """Merge ``field_name`` into Vary unless it (or ``*``) is already there."""
+    wanted = field_name.lower()
+    first = -1
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            tokens = field_tokens(value)
+            if b"*" in tokens or wanted in tokens:
+                return
+            if first < 0:
+                first = index
+    if first < 0:
+        headers.append((b"vary", field_name))
+    else:
+        value = headers[first][1].strip()
+        headers[first] = (b"vary", value + b", " + field_name if value else field_name)
+
+
+def weaken_etag(value: bytes) -> bytes:
+    """``"x"`` becomes ``W/"x"``: the bytes changed, so the validator may no longer claim byte equality."""
+    stripped = value.strip()
+    return b"W/" + stripped if stripped.startswith(b'"') else stripped

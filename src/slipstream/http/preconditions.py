@@ -1,0 +1,152 @@
+"""Validators and preconditions (RFC 9110 §8.8 and §13): entity tags, HTTP dates and their evaluation order."""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import xxhash
+
+NOT_MODIFIED = 304
+PRECONDITION_FAILED = 412
+_SAFE_FOR_304 = frozenset({"GET", "HEAD"})
+CONDITIONAL_HEADERS = frozenset({b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since"})
+
+
+@dataclass(frozen=True)
+class EntityTag:
+    opaque: bytes  # the quoted string, quotes included
+    weak: bool
+
+    def header_value(self) -> bytes:
+        return b"W/" + self.opaque if self.weak else self.opaque
+
+
+@dataclass(frozen=True)
+class EntityTagList:
+    """A parsed If-Match / If-None-Match value: ``*`` or a list of tags (members that do not parse never match)."""
+
+    any: bool
+    tags: tuple[EntityTag, ...]
+
+    def matches_strong(self, etag: EntityTag | None, exists: bool) -> bool:
+        if self.any:
+            return exists
+        return etag is not None and not etag.weak and any(not t.weak and t.opaque == etag.opaque for t in self.tags)
+
+    def matches_weak(self, etag: EntityTag | None, exists: bool) -> bool:
+        if self.any:
+            return exists
+        return etag is not None and any(t.opaque == etag.opaque for t in self.tags)
+
+
+def _is_etagc(byte: int) -> bool:
+    return byte == 0x21 or 0x23 <= byte <= 0x7E or byte >= 0x80
+
+
+def parse_entity_tag(value: bytes) -> EntityTag | None:
+    """One entity-tag (a response's ETag field), or None when it does not follow the grammar."""
+    value = value.strip()
+    weak = value.startswith(b"W/")
+    opaque = value[2:] if weak else value
+    if len(opaque) < 2 or opaque[0] != 0x22 or opaque[-1] != 0x22 or not all(map(_is_etagc, opaque[1:-1])):
+        return None
+    return EntityTag(opaque, weak)
+
+
+def parse_entity_tag_list(value: bytes) -> EntityTagList:
+    """Parse ``*`` or ``#entity-tag``; commas may sit inside quotes, so this scans rather than splits."""
+    if value.strip() == b"*":
+        return EntityTagList(True, ())
+    tags: list[EntityTag] = []
+    position, end = 0, len(value)
+    while position < end:
+        while position < end and value[position] in b" \t,":
+            position += 1
+        if position >= end:
+            break
+        start = position
+        weak = value.startswith(b"W/", position)
+        if weak:
+            position += 2
+        if position < end and value[position] == 0x22:
+            close = value.find(b'"', position + 1)
+            if close > 0 and all(map(_is_etagc, value[position + 1 : close])):
+                after = close + 1
+                while after < end and value[after] in b" \t":
+                    after += 1
+                if after >= end or value[after] == 0x2C:
+                    tags.append(EntityTag(value[position : close + 1], weak))
+                    position = after
+                    continue
+        # A malformed member: skip to the next comma outside this member and keep going.
+        comma = value.find(b",", start)
+        position = end if comma < 0 else comma + 1
+    return EntityTagList(False, tuple(tags))
+
+
+def parse_http_date(value: bytes) -> int | None:
+    """Seconds since the epoch for an HTTP-date (IMF-fixdate, RFC 850 or asctime), None if it is not one."""
+    try:
+        parsed = email.utils.parsedate_tz(value.decode("latin-1"))
+        return None if parsed is None else int(email.utils.mktime_tz(parsed))
+    except (ValueError, OverflowError, TypeError, IndexError):
+        return None
+
+
+def content_etag(body: bytes, *, weak: bool = False) -> bytes:
+    """A validator from the body bytes: xxh3-128 is fast and the same in every process, run and machine."""
+    tag = b'"' + xxhash.xxh3_128_hexdigest(body).encode("ascii") + b'"'
+    return b"W/" + tag if weak else tag
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """The conditional header fields of one request, parsed once."""
+
+    if_match: EntityTagList | None = None
+    if_none_match: EntityTagList | None = None
+    if_modified_since: int | None = None
+    if_unmodified_since: int | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Iterable[tuple[bytes, bytes]]) -> Preconditions | None:
+        """None when the request carries no precondition at all (the common, fast case)."""
+        fields: dict[bytes, bytes] = {}
+        for key, value in headers:
+            if key in CONDITIONAL_HEADERS:
+                fields[key] = fields[key] + b", " + value if key in fields else value
+        if not fields:
+            return None
+        if_match = fields.get(b"if-match")
+        if_none_match = fields.get(b"if-none-match")
+        modified_since = fields.get(b"if-modified-since")
+        unmodified_since = fields.get(b"if-unmodified-since")
+        return cls(
+            if_match=None if if_match is None else parse_entity_tag_list(if_match),
+            if_none_match=None if if_none_match is None else parse_entity_tag_list(if_none_match),
+            if_modified_since=None if modified_since is None else parse_http_date(modified_since),
+            if_unmodified_since=None if unmodified_since is None else parse_http_date(unmodified_since),
+        )
+
+    @property
+    def applies_to_unsafe_methods(self) -> bool:
+        # If-Modified-Since is defined for GET and HEAD only.
+        return self.if_match is not None or self.if_none_match is not None or self.if_unmodified_since is not None
+
+    def evaluate(self, method: str, etag: EntityTag | None, last_modified: int | None, exists: bool) -> int | None:
+        """RFC 9110 §13.2.2 order; returns 304, 412 or None to go on with the request."""
+        if self.if_match is not None:
+            if not self.if_match.matches_strong(etag, exists):
+                return PRECONDITION_FAILED
+        elif self.if_unmodified_since is not None and last_modified is not None:
+            if last_modified > self.if_unmodified_since:
+                return PRECONDITION_FAILED
+        if self.if_none_match is not None:
+            if self.if_none_match.matches_weak(etag, exists):
+                return NOT_MODIFIED if method in _SAFE_FOR_304 else PRECONDITION_FAILED
+        elif method in _SAFE_FOR_304 and self.if_modified_since is not None and last_modified is not None:
+            if last_modified <= self.if_modified_since:
+                return NOT_MODIFIED
+        return None

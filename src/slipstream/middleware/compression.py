@@ -1,0 +1,247 @@
+"""CompressionMiddleware: brotli, zstd and gzip negotiated from Accept-Encoding, streaming-safe."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from slipstream.config import Settings
+from slipstream.http.codecs import Codec, StreamCompressor, make_codec
+from slipstream.http.content_types import CompressiblePolicy
+from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
+from slipstream.http.headers import RawHeaders, add_vary, request_header, weaken_etag
+
+# Responder states: pass messages through, hold the start until the first body, compress a stream, drop the rest.
+_PASS, _HOLD, _STREAM, _DROP = range(4)
+_NO_BODY_STATUSES = frozenset({204, 206, 304})
+# Headers describing the identity bytes; they are rewritten when the bytes are encoded.
+_ENCODED_DROPS = frozenset({b"content-length", b"accept-ranges"})
+
+
+class CompressionMiddleware:
+    """Compresses HTTP responses with the best coding both sides accept. See the README for every option."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings | None = None,
+        encodings: tuple[str, ...] | None = None,
+        minimum_size: int | None = None,
+        brotli_quality: int | None = None,
+        gzip_level: int | None = None,
+        zstd_level: int | None = None,
+        thread_threshold: int | None = None,
+        event_stream: bool | None = None,
+        exclude_content_types: tuple[str, ...] | None = None,
+        include_content_types: tuple[str, ...] | None = None,
+        exclude_paths: tuple[str, ...] | None = None,
+    ) -> None:
+        s = (settings or Settings()).with_options(
+            "compression_",
+            encodings=encodings,
+            minimum_size=minimum_size,
+            brotli_quality=brotli_quality,
+            gzip_level=gzip_level,
+            zstd_level=zstd_level,
+            thread_threshold=thread_threshold,
+            event_stream=event_stream,
+            exclude_content_types=exclude_content_types,
+            include_content_types=include_content_types,
+            exclude_paths=exclude_paths,
+        )
+        self.app = app
+        self.codecs: dict[str, Codec] = {
+            name: make_codec(
+                name,
+                brotli_quality=s.compression_brotli_quality,
+                gzip_level=s.compression_gzip_level,
+                zstd_level=s.compression_zstd_level,
+            )
+            for name in s.compression_encodings
+        }
+        self.negotiate = EncodingNegotiator(s.compression_encodings)
+        self.minimum_size = s.compression_minimum_size
+        self.thread_threshold = s.compression_thread_threshold
+        self.compressible = CompressiblePolicy(
+            s.compression_exclude_content_types, s.compression_include_content_types, s.compression_event_stream
+        )
+        paths = s.compression_exclude_paths
+        self.excluded_path = re.compile("|".join(f"(?:{p})" for p in paths)).match if paths else None
+        supported = ", ".join(s.compression_encodings)
+        self.not_acceptable_body = f"Not Acceptable: this response is only available in: {supported}\n".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.excluded_path is not None and self.excluded_path(scope["path"])):
+            await self.app(scope, receive, send)
+            return
+        choice = self.negotiate(request_header(scope["headers"], b"accept-encoding"))
+        responder = _CompressionResponder(self, send, choice, scope["method"] == "HEAD")
+        await self.app(scope, receive, responder.send)
+
+    async def run_compression(self, work: Callable[[bytes], bytes], data: bytes) -> bytes:
+        """Compress on the event loop when cheap, in a worker thread when the input is large."""
+        if len(data) >= self.thread_threshold:
+            return await anyio.to_thread.run_sync(work, data)
+        return work(data)
+
+
+class _CompressionResponder:
+    """Per-request state: wraps ``send`` for one response."""
+
+    __slots__ = ("choice", "codec", "downstream", "forced", "is_head", "middleware", "start", "state", "stream")
+
+    def __init__(
+        self, middleware: CompressionMiddleware, downstream: Send, choice: EncodingChoice | None, is_head: bool
+    ) -> None:
+        self.middleware = middleware
+        self.downstream = downstream
+        self.choice = choice
+        self.codec: Codec | None = None if choice is None or choice.coding is None else middleware.codecs[choice.coding]
+        # The client refused identity: compress even what we would normally leave alone.
+        self.forced = choice is not None and not choice.identity_acceptable
+        self.is_head = is_head
+        self.start: Message = {}
+        self.state = _PASS
+        self.stream: StreamCompressor | None = None
+
+    async def send(self, message: Message) -> None:
+        message_type = message["type"]
+        if message_type == "http.response.start":
+            await self._on_start(message)
+        elif self.state == _PASS:
+            await self.downstream(message)
+        elif self.state == _DROP:
+            return
+        elif message_type != "http.response.body":
+            # A message we cannot compress (a pathsend, say): let the held response out unchanged.
+            if self.state == _HOLD:
+                await self.downstream(self.start)
+            self.state = _PASS
+            await self.downstream(message)
+        elif self.state == _HOLD:
+            await self._on_first_body(message)
+        else:
+            await self._on_stream_body(message)
+
+    async def _on_start(self, message: Message) -> None:
+        status: int = message["status"]
+        headers: RawHeaders = list(message.get("headers", ()))
+        content_type = content_length = None
+        encoded = no_transform = False
+        for key, value in headers:
+            name = key.lower()
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+            elif name in (b"content-encoding", b"content-range"):
+                encoded = True
+            elif name == b"cache-control" and b"no-transform" in value.lower():
+                no_transform = True
+        codec = self.codec
+        if status < 200 or encoded or no_transform or status in _NO_BODY_STATUSES:
+            if status == 304 and codec is not None:
+                # The 200 this revalidates was encoded: its validators and Vary must match.
+                _weaken_etags(headers)
+                add_vary(headers, b"Accept-Encoding")
+                message = {**message, "headers": headers}
+            await self.downstream(message)
+            return
+        if self.choice is None:
+            if 200 <= status < 300:
+                await self._send_not_acceptable(headers)
+                return
+            await self.downstream(message)
+            return
+        if not self.forced and not self.middleware.compressible(content_type):
+            await self.downstream(message)
+            return
+        size = _parse_length(content_length)
+        small = size is not None and size < self.middleware.minimum_size and not self.forced
+        if codec is None:
+            if not small:
+                # Another client would get this compressed: shared caches must key on Accept-Encoding.
+                add_vary(headers, b"Accept-Encoding")
+                message = {**message, "headers": headers}
+            await self.downstream(message)
+            return
+        if self.is_head:
+            # Same headers as the GET would get, minus a Content-Length we cannot know without the body.
+            if not small:
+                message = {**message, "headers": _encoded_headers(headers, codec.name, None)}
+            await self.downstream(message)
+            return
+        self.start = {**message, "headers": headers}
+        self.state = _HOLD
+
+    async def _on_first_body(self, message: Message) -> None:
+        codec = self.codec
+        assert codec is not None
+        body: bytes = message.get("body", b"")
+        headers: RawHeaders = self.start["headers"]
+        if message.get("more_body", False):
+            self.stream = codec.stream()
+            self.start["headers"] = _encoded_headers(headers, codec.name, None)
+            await self.downstream(self.start)
+            self.state = _STREAM
+            await self._on_stream_body(message)
+            return
+        self.state = _PASS
+        if len(body) < self.middleware.minimum_size and not self.forced:
+            await self.downstream(self.start)
+            await self.downstream(message)
+            return
+        compressed = await self.middleware.run_compression(codec.compress, body)
+        self.start["headers"] = _encoded_headers(headers, codec.name, len(compressed))
+        await self.downstream(self.start)
+        await self.downstream({"type": "http.response.body", "body": compressed})
+
+    async def _on_stream_body(self, message: Message) -> None:
+        stream = self.stream
+        assert stream is not None
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            if body:
+                chunk = await self.middleware.run_compression(stream.compress_chunk, body)
+                await self.downstream({"type": "http.response.body", "body": chunk, "more_body": True})
+            return
+        self.state = _PASS
+        tail = await self.middleware.run_compression(stream.finish, body)
+        await self.downstream({"type": "http.response.body", "body": tail})
+
+    async def _send_not_acceptable(self, headers: RawHeaders) -> None:
+        self.state = _DROP
+        body = self.middleware.not_acceptable_body
+        response_headers: RawHeaders = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"vary", b"Accept-Encoding"),
+        ]
+        await self.downstream({"type": "http.response.start", "status": 406, "headers": response_headers})
+        await self.downstream({"type": "http.response.body", "body": b"" if self.is_head else body})
+
+
+def _parse_length(value: bytes | None) -> int | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def _weaken_etags(headers: RawHeaders) -> None:
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"etag":
+            headers[index] = (key, weaken_etag(value))
+
+
+def _encoded_headers(headers: RawHeaders, coding: str, length: int | None) -> RawHeaders:
+    rewritten: RawHeaders = [(key, value) for key, value in headers if key.lower() not in _ENCODED_DROPS]
+    _weaken_etags(rewritten)
+    rewritten.append((b"content-encoding", coding.encode("ascii")))
+    if length is not None:
+        rewritten.append((b"content-length", str(length).encode("ascii")))
+    add_vary(rewritten, b"Accept-Encoding")
+    return rewritten

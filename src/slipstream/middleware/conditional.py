@@ -1,0 +1,267 @@
+"""ConditionalMiddleware: ETags for complete responses, and 304 / 412 answers to conditional requests."""
+
+from __future__ import annotations
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from slipstream.config import Settings
+from slipstream.http.headers import RawHeaders
+from slipstream.http.preconditions import (
+    CONDITIONAL_HEADERS,
+    NOT_MODIFIED,
+    EntityTag,
+    Preconditions,
+    content_etag,
+    parse_entity_tag,
+    parse_http_date,
+)
+
+# What a 304 carries (RFC 9110 §15.4.5), plus Set-Cookie, which is not representation metadata and which
+# session middleware relies on. Last-Modified is kept only when there is no ETag.
+_KEPT_ON_304 = frozenset(
+    {b"etag", b"cache-control", b"content-location", b"date", b"expires", b"vary", b"set-cookie", b"last-modified"}
+)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Request fields that must not reach the GET that looks up the current validators of an unsafe request.
+_PROBE_DROPS = CONDITIONAL_HEADERS | {
+    b"if-range",
+    b"range",
+    b"content-length",
+    b"content-type",
+    b"content-encoding",
+    b"transfer-encoding",
+    b"expect",
+}
+_PRECONDITION_FAILED_BODY = b"Precondition Failed\n"
+_PASS, _HOLD, _DROP = range(3)
+
+
+class ConditionalMiddleware:
+    """Adds ETags to complete 200 responses to GET/HEAD and answers If-* requests with 304 or 412."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings | None = None,
+        generate_etags: bool | None = None,
+        weak_etags: bool | None = None,
+        check_unsafe_methods: bool | None = None,
+    ) -> None:
+        s = (settings or Settings()).with_options(
+            "conditional_",
+            generate_etags=generate_etags,
+            weak_etags=weak_etags,
+            check_unsafe_methods=check_unsafe_methods,
+        )
+        self.app = app
+        self.generate_etags = s.conditional_generate_etags
+        self.weak_etags = s.conditional_weak_etags
+        self.check_unsafe_methods = s.conditional_check_unsafe_methods
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        preconditions = Preconditions.from_headers(scope["headers"])
+        if method in ("GET", "HEAD"):
+            if preconditions is None and not self.generate_etags:
+                await self.app(scope, receive, send)
+                return
+            responder = _ConditionalResponder(self, send, preconditions, method)
+            # HEAD runs as GET so the body can be hashed: HEAD must carry the ETag GET would.
+            head_as_get = method == "HEAD" and self.generate_etags
+            await self.app({**scope, "method": "GET"} if head_as_get else scope, receive, responder.send)
+            return
+        if (
+            preconditions is None
+            or method in _SAFE_METHODS
+            or not self.check_unsafe_methods
+            or not preconditions.applies_to_unsafe_methods
+        ):
+            await self.app(scope, receive, send)
+            return
+        etag, last_modified, exists = await self._current_validators(scope)
+        if preconditions.evaluate(method, etag, last_modified, exists) is not None:
+            await _send_precondition_failed(send, method)
+            return
+        await self.app(scope, receive, send)
+
+    def make_etag(self, body: bytes) -> bytes:
+        return content_etag(body, weak=self.weak_etags)
+
+    async def _current_validators(self, scope: Scope) -> tuple[EntityTag | None, int | None, bool]:
+        """GET the same URL in-process to learn the current ETag / Last-Modified before an unsafe method runs.
+
+        The app's unsafe handler does not run when the precondition fails. The GET and the unsafe request
+        are not atomic: two writers racing within that window are the app's to serialise.
+        """
+        probe = _ValidatorProbe(self)
+        headers = [(key, value) for key, value in scope["headers"] if key not in _PROBE_DROPS]
+        probe_scope = {**scope, "method": "GET", "headers": headers}
+        finished = anyio.Event()
+        request_sent = False
+
+        async def receive() -> Message:
+            nonlocal request_sent
+            if not request_sent:
+                request_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await finished.wait()
+            return {"type": "http.disconnect"}
+
+        with anyio.CancelScope() as probe.cancel_scope:
+            try:
+                await self.app(probe_scope, receive, probe.send)
+            except Exception:
+                # A GET that fails has no current representation to compare with.
+                probe.status = 500
+            finally:
+                finished.set()
+        return probe.result()
+
+
+class _ConditionalResponder:
+    """Per-request state for GET and HEAD: adds an ETag, then evaluates the preconditions."""
+
+    __slots__ = ("downstream", "is_head", "method", "middleware", "preconditions", "start", "state")
+
+    def __init__(
+        self, middleware: ConditionalMiddleware, downstream: Send, preconditions: Preconditions | None, method: str
+    ) -> None:
+        self.middleware = middleware
+        self.downstream = downstream
+        self.preconditions = preconditions
+        self.method = method
+        self.is_head = method == "HEAD"
+        self.start: Message = {}
+        self.state = _PASS
+
+    async def send(self, message: Message) -> None:
+        message_type = message["type"]
+        if message_type == "http.response.start":
+            await self._on_start(message)
+        elif self.state == _DROP:
+            return
+        elif self.state == _HOLD and message_type == "http.response.body":
+            await self._on_first_body(message)
+        else:
+            if self.state == _HOLD:
+                await self.downstream(self.start)
+                self.state = _PASS
+            await self._forward(message)
+
+    async def _forward(self, message: Message) -> None:
+        if self.is_head and message["type"] == "http.response.body":
+            # The app answered as for GET; the client asked for headers only.
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b""}
+        await self.downstream(message)
+
+    async def _on_start(self, message: Message) -> None:
+        status: int = message["status"]
+        etag: bytes | None = None
+        for key, value in message.get("headers", ()):
+            if key.lower() == b"etag":
+                etag = value
+                break
+        if status == 200 and etag is None and self.middleware.generate_etags:
+            self.start = message
+            self.state = _HOLD
+            return
+        await self._decide(message, status)
+
+    async def _on_first_body(self, message: Message) -> None:
+        start = self.start
+        if not message.get("more_body", False):
+            # A complete body: it can be hashed into a strong validator.
+            etag = self.middleware.make_etag(message.get("body", b""))
+            start = {**start, "headers": [*start.get("headers", ()), (b"etag", etag)]}
+        if await self._decide(start, start["status"]):
+            await self._forward(message)
+
+    async def _decide(self, start: Message, status: int) -> bool:
+        """Send the start message, or its 304/412 replacement; True when the app's body should follow."""
+        preconditions = self.preconditions
+        outcome = None
+        if preconditions is not None and 200 <= status < 300:
+            etag, last_modified = _validators(start.get("headers", ()))
+            outcome = preconditions.evaluate(self.method, etag, last_modified, True)
+        if outcome is None:
+            self.state = _PASS
+            await self.downstream(start)
+            return True
+        self.state = _DROP
+        if outcome == NOT_MODIFIED:
+            await _send_not_modified(self.downstream, start.get("headers", ()))
+        else:
+            await _send_precondition_failed(self.downstream, self.method)
+        return False
+
+
+class _ValidatorProbe:
+    """Collects status, ETag and Last-Modified of an in-process GET, hashing the body when the app set no ETag."""
+
+    def __init__(self, middleware: ConditionalMiddleware) -> None:
+        self.middleware = middleware
+        self.cancel_scope: anyio.CancelScope | None = None
+        self.status = 404
+        self.headers: RawHeaders = []
+        self.done = False
+
+    async def send(self, message: Message) -> None:
+        if self.done:
+            return
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", ()))
+            has_etag = any(key.lower() == b"etag" for key, _ in self.headers)
+            if self.status != 200 or has_etag or not self.middleware.generate_etags:
+                self._finish()
+        elif message["type"] == "http.response.body":
+            # Streamed responses get no generated ETag on GET either, so only a complete body is hashed.
+            if not message.get("more_body", False):
+                self.headers.append((b"etag", self.middleware.make_etag(message.get("body", b""))))
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+    def result(self) -> tuple[EntityTag | None, int | None, bool]:
+        etag, last_modified = _validators(self.headers)
+        return etag, last_modified, 200 <= self.status < 300
+
+
+def _validators(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> tuple[EntityTag | None, int | None]:
+    etag: EntityTag | None = None
+    last_modified: int | None = None
+    for key, value in headers:
+        name = key.lower()
+        if name == b"etag":
+            etag = parse_entity_tag(value)
+        elif name == b"last-modified":
+            last_modified = parse_http_date(value)
+    return etag, last_modified
+
+
+async def _send_not_modified(send: Send, headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> None:
+    has_etag = any(key.lower() == b"etag" for key, _ in headers)
+    kept = [
+        (key, value)
+        for key, value in headers
+        if key.lower() in _KEPT_ON_304 and not (has_etag and key.lower() == b"last-modified")
+    ]
+    await send({"type": "http.response.start", "status": NOT_MODIFIED, "headers": kept})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_precondition_failed(send: Send, method: str) -> None:
+    body = _PRECONDITION_FAILED_BODY
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 412, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
