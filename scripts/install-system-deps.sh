@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system programs the tests drive for real, from Debian's packages, when they are missing.
+set -euo pipefail
+
+packages=()
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v curl >/dev/null 2>&1 || packages+=(curl)
+
+if [ ${#packages[@]} -eq 0 ]; then
+    exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "installing system packages: ${packages[*]}"
+$sudo apt-get update
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${packages[@]}"
