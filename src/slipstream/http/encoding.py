@@ -72,10 +72,12 @@ def negotiate_encoding(value: str | None, available: Sequence[str]) -> EncodingC
         q = weights.get(coding, star if star is not None else 0.0)
         if q > best_q:
             best, best_q = coding, q
-    identity_q = weights.get("identity", 1.0 if star is None or star > 0 else 0.0)
-    if best is not None and best_q >= identity_q:
-        return EncodingChoice(best, identity_q > 0)
-    return IDENTITY if identity_q > 0 else None
+    # Identity is acceptable unless refused, but it only outranks a coding when the client listed it higher.
+    identity_q = weights.get("identity")
+    identity_acceptable = identity_q > 0 if identity_q is not None else star is None or star > 0
+    if best is not None and (identity_q is None or best_q >= identity_q):
+        return EncodingChoice(best, identity_acceptable)
+    return IDENTITY if identity_acceptable else None
 
 
 class EncodingNegotiator:

@@ -1,0 +1,136 @@
+"""The demo: a small Starlette app with everything slipstream offers switched on.
+
+Run it with `make demo`, or `python examples/demo_app.py --port 8000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import random
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+import slipstream
+
+_rng = random.Random(42)
+_WORDS = "fast correct complete stream cache etag brotli gzip zstd vary header chunk client server".split()
+ITEMS = [
+    {
+        "id": i,
+        "name": f"{_rng.choice(_WORDS)}-{i}",
+        "price": round(_rng.uniform(1, 500), 2),
+        "tags": _rng.sample(_WORDS, 3),
+    }
+    for i in range(20)
+]
+ROWS = "\n".join(
+    f"<tr><td>{i}</td><td>{' '.join(_rng.choices(_WORDS, k=6))}</td><td>{_rng.randint(1, 10**6)}</td></tr>"
+    for i in range(900)
+)
+PAGE = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>slipstream demo</title></head>
+<body><h1>slipstream demo</h1>
+<p>Open DevTools, Network tab: this page arrives br- or zstd-encoded, with a weak ETag; reload for a 304.</p>
+<ul><li><a href="/api/items">/api/items</a> JSON</li>
+<li><a href="/stream">/stream</a> streamed text</li>
+<li><a href="/events">/events</a> server-sent events (not compressed)</li>
+<li><a href="/logo.png">/logo.png</a></li></ul>
+<table>{ROWS}</table></body></html>"""
+# A 1x1 PNG: images are on the exclude list and go out as they are.
+LOGO = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+NOTES: dict[int, tuple[int, str]] = {1: (1, "first note")}
+
+
+async def home(request: Request) -> Response:
+    return HTMLResponse(PAGE)
+
+
+async def items(request: Request) -> Response:
+    return JSONResponse(ITEMS)
+
+
+async def stream(request: Request) -> Response:
+    async def lines() -> AsyncIterator[str]:
+        for i in range(5):
+            yield f"line {i}: " + " ".join(_WORDS) + "\n"
+            await asyncio.sleep(0.5)
+
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+async def events(request: Request) -> Response:
+    async def ticks() -> AsyncIterator[str]:
+        for i in range(5):
+            yield f"event: tick\ndata: {i}\n\n"
+            await asyncio.sleep(0.5)
+
+    return StreamingResponse(ticks(), media_type="text/event-stream")
+
+
+async def logo(request: Request) -> Response:
+    return Response(LOGO, media_type="image/png")
+
+
+async def note(request: Request) -> Response:
+    note_id = int(request.path_params["note_id"])
+    if request.method == "PUT":
+        version = NOTES.get(note_id, (0, ""))[0] + 1
+        NOTES[note_id] = (version, (await request.body()).decode(errors="replace"))
+    if note_id not in NOTES:
+        return PlainTextResponse("no such note\n", status_code=404)
+    version, text = NOTES[note_id]
+    return PlainTextResponse(text + "\n", headers={"etag": f'"v{version}"'})
+
+
+app = Starlette(
+    routes=[
+        Route("/", home),
+        Route("/api/items", items),
+        Route("/stream", stream),
+        Route("/events", events),
+        Route("/logo.png", logo),
+        Route("/notes/{note_id:int}", note, methods=["GET", "PUT"]),
+    ]
+)
+settings = slipstream.install(app)
+
+
+def instructions(base: str) -> str:
+    return f"""
+slipstream demo on {base}  (encodings: {", ".join(settings.compression_encodings)})
+Try:
+  curl -si {base}/ -H 'Accept-Encoding: br' -o /dev/null -w '%{{size_download}} bytes\\n' -D -
+  curl -s --compressed {base}/api/items | head -c 200; echo
+  curl -si {base}/api/items -H 'Accept-Encoding: zstd;q=1, gzip;q=0.5' -o /dev/null -D -
+  curl -si {base}/api/items -H 'Accept-Encoding: identity;q=0'          # 406: nothing acceptable
+  curl -sN --compressed {base}/stream                                  # chunks arrive one by one
+  curl -sN {base}/events -H 'Accept-Encoding: gzip'                    # SSE passes through uncompressed
+  etag=$(curl -sI {base}/api/items | tr -d '\\r' | sed -n 's/^etag: //p')
+  curl -si {base}/api/items -H "If-None-Match: $etag"                  # 304 Not Modified
+  curl -si -X PUT {base}/notes/1 -H 'If-Match: "v0"' -d 'lost update'    # 412: the handler does not run
+  curl -si -X PUT {base}/notes/1 -H 'If-Match: "v1"' -d 'second note'    # 200: version 2
+Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
+"""
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    print(instructions(f"http://{args.host}:{args.port}"), flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+
+from slipstream.http.preconditions import (
+    EntityTag,
+    Preconditions,
+    parse_entity_tag,
+    parse_entity_tag_list,
+    parse_http_date,
+)
+
+TAG = EntityTag(b'"v1"', False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b'"v1"', TAG),
+        (b' W/"v1" ', EntityTag(b'"v1"', True)),
+        (b'""', EntityTag(b'""', False)),
+        (b"v1", None),
+        (b'"v"1"', None),
+        (b'w/"v1"', None),
+        (b'"', None),
+        (b'"sp ace"', None),
+    ],
+)
+def test_parse_entity_tag(value: bytes, expected: EntityTag | None) -> None:
+    assert parse_entity_tag(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "tags"),
+    [
+        (b'"a", W/"b"', [b'"a"', b'W/"b"']),
+        (b'"a,b"', [b'"a,b"']),
+        (b'junk, "a"', [b'"a"']),
+        (b'"a" junk, "b"', [b'"b"']),
+        (b'"unterminated, "b"', [b'"b"']),
+        (b',,, "a" ,', [b'"a"']),
+        (b'W/ "a", *', []),
+        (b"", []),
+    ],
+)
+def test_parse_entity_tag_list(value: bytes, tags: list[bytes]) -> None:
+    parsed = parse_entity_tag_list(value)
+    assert not parsed.any
+    assert [(b"W/" if t.weak else b"") + t.opaque for t in parsed.tags] == tags
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"Sun, 06 Nov 1994 08:49:37 GMT", 784111777),
+        (b"Sunday, 06-Nov-94 08:49:37 GMT", 784111777),
+        (b"Sun Nov  6 08:49:37 1994", 784111777),
+        (b"yesterday", None),
+        (b"", None),
+        (b"Sun, 06 Nov 99999999999 08:49:37 GMT", None),
+    ],
+)
+def test_parse_http_date(value: bytes, expected: int | None) -> None:
+    assert parse_http_date(value) == expected
+
+
+def test_no_conditional_headers_means_no_preconditions() -> None:
+    assert Preconditions.from_headers([(b"accept", b"*/*")]) is None
+
+
+def test_repeated_if_none_match_fields_are_one_list() -> None:
+    preconditions = Preconditions.from_headers([(b"if-none-match", b'"a"'), (b"if-none-match", b'"v1"')])
+    assert preconditions is not None
+    assert preconditions.evaluate("GET", TAG, None, True) == 304
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "etag", "last_modified", "exists", "outcome"),
+    [
+        ("GET", {b"if-none-match": b'"v1"'}, TAG, None, True, 304),
+        ("PUT", {b"if-none-match": b'"v1"'}, TAG, None, True, 412),
+        ("GET", {b"if-none-match": b"*"}, None, None, False, None),
+        ("GET", {b"if-match": b'"v1"'}, None, None, True, 412),
+        ("GET", {b"if-match": b'"v1"'}, EntityTag(b'"v1"', True), None, True, 412),
+        ("GET", {b"if-modified-since": b"Sun, 06 Nov 1994 08:49:37 GMT"}, None, 784111777, True, 304),
+        ("GET", {b"if-modified-since": b"Sun, 06 Nov 1994 08:49:37 GMT"}, None, None, True, None),
+        ("PUT", {b"if-modified-since": b"Sun, 06 Nov 1994 08:49:37 GMT"}, None, 784111777, True, None),
+        ("PUT", {b"if-unmodified-since": b"Sun, 06 Nov 1994 08:49:37 GMT"}, None, 784111778, True, 412),
+        ("PUT", {b"if-unmodified-since": b"Sun, 06 Nov 1994 08:49:37 GMT"}, None, None, True, None),
+    ],
+)
+def test_evaluation_order(
+    method: str,
+    headers: dict[bytes, bytes],
+    etag: EntityTag | None,
+    last_modified: int | None,
+    exists: bool,
+    outcome: int | None,
+) -> None:
+    preconditions = Preconditions.from_headers(list(headers.items()))
+    assert preconditions is not None
+    assert preconditions.evaluate(method, etag, last_modified, exists) == outcome

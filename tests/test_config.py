@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from slipstream import Settings
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.compression_encodings == ("br", "zstd", "gzip")
+    assert settings.compression_minimum_size == 500
+    assert settings.conditional_generate_etags is True
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().compression_minimum_size = 1  # type: ignore[misc]
+
+
+def test_from_env_reads_every_kind_of_field() -> None:
+    settings = Settings.from_env(
+        {
+            "SLIPSTREAM_COMPRESSION_ENCODINGS": "gzip, br",
+            "SLIPSTREAM_COMPRESSION_MINIMUM_SIZE": " 1024 ",
+            "SLIPSTREAM_COMPRESSION_EVENT_STREAM": "yes",
+            "SLIPSTREAM_CONDITIONAL_WEAK_ETAGS": "On",
+            "SLIPSTREAM_CONDITIONAL_ENABLED": "0",
+            "SLIPSTREAM_COMPRESSION_EXCLUDE_PATHS": "",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.compression_encodings == ("gzip", "br")
+    assert settings.compression_minimum_size == 1024
+    assert settings.compression_event_stream is True
+    assert settings.conditional_weak_etags is True
+    assert settings.conditional_enabled is False
+    assert settings.compression_exclude_paths == ()
+
+
+def test_from_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPSTREAM_COMPRESSION_GZIP_LEVEL", "9")
+    assert Settings.from_env().compression_gzip_level == 9
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SLIPSTREAM_COMPRESSION_MINIMUM_SIZE": "big"}, "expected an integer"),
+        ({"SLIPSTREAM_COMPRESSION_ENABLED": "maybe"}, "expected a boolean"),
+        ({"SLIPSTREAM_COMPRESION_ENABLED": "1"}, "unknown slipstream setting"),
+        ({"SLIPSTREAM_COMPRESSION_ZSTD_LEVEL": "99"}, "between -7 and 22"),
+    ],
+)
+def test_from_env_errors_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(environ)
+
+
+def test_integer_options_reject_other_types() -> None:
+    with pytest.raises(TypeError, match="must be an integer"):
+        Settings(compression_minimum_size=True)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+import slipstream
+from slipstream import CompressionMiddleware, ConditionalMiddleware, Settings
+from tests.middleware.apps import TEXT
+from tests.support import asgi_client
+
+pytestmark = pytest.mark.anyio
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_install_composes_compression_outside_conditional() -> None:
+    async def page(request: Request) -> Response:
+        return PlainTextResponse(TEXT.decode())
+
+    app = Starlette(routes=[Route("/", page)])
+    slipstream.install(app, Settings())
+    assert [m.cls for m in app.user_middleware] == [CompressionMiddleware, ConditionalMiddleware]  # type: ignore[comparison-overlap]
+    async with asgi_client(app) as client:
+        response = await client.get("/", headers={"accept-encoding": "gzip"})
+        revalidated = await client.get(
+            "/", headers={"accept-encoding": "gzip", "if-none-match": response.headers["etag"]}
+        )
+    # The ETag is computed on the identity bytes, then weakened by compression outside it.
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["etag"].startswith('W/"')
+    assert revalidated.status_code == 304
+
+
+def test_install_skips_what_settings_switch_off() -> None:
+    app = Starlette()
+    slipstream.install(app, Settings(compression_enabled=False, conditional_enabled=False))
+    assert app.user_middleware == []
+
+
+def test_install_reads_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPSTREAM_COMPRESSION_ENCODINGS", "gzip")
+    assert slipstream.install(Starlette()).compression_encodings == ("gzip",)
+
+
+async def test_demo_app_serves_everything_it_advertises() -> None:
+    demo = load_example("demo_app")
+    assert "curl" in demo.instructions("http://127.0.0.1:8000")
+    async with asgi_client(demo.app) as client:
+        home = await client.get("/", headers={"accept-encoding": "br"})
+        items = await client.get("/api/items", headers={"accept-encoding": "zstd"})
+        logo = await client.get("/logo.png", headers={"accept-encoding": "br"})
+        events = await client.get("/events", headers={"accept-encoding": "gzip"})
+        stream = await client.get("/stream", headers={"accept-encoding": "gzip"})
+        stale = await client.put("/notes/1", content=b"lost", headers={"if-match": '"v0"'})
+        fresh = await client.put("/notes/1", content=b"kept", headers={"if-match": '"v1"'})
+        missing = await client.get("/notes/7")
+    assert home.headers["content-encoding"] == "br" and len(home.content) > 50_000
+    assert items.headers["content-encoding"] == "zstd" and items.json()[0]["id"] == 0
+    assert "content-encoding" not in logo.headers
+    assert "content-encoding" not in events.headers and events.text.count("event: tick") == 5
+    assert stream.headers["content-encoding"] == "gzip" and stream.text.count("line") == 5
+    assert (stale.status_code, fresh.status_code, fresh.headers["etag"]) == (412, 200, '"v2"')
+    assert missing.status_code == 404
