@@ -364,3 +364,32 @@ async def test_interleaved_requests_get_their_own_etags() -> None:
     for path, body in bodies.items():
         assert results[path].body == body
         assert results[path].headers["etag"] == '"' + xxhash.xxh3_128_hexdigest(body) + '"'
+
+
+async def test_probe_of_a_get_that_waits_for_disconnect_does_not_hang() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET":
+            await respond(headers=[("etag", '"v1"')])(scope, receive, send)
+            await receive()  # waits for the client to go away, as long-poll handlers do
+            raise AssertionError("the probe ends the GET before this")
+        await respond(b"written")(scope, receive, send)
+
+    with anyio.fail_after(5):
+        result = await call_asgi(ConditionalMiddleware(app), method="PUT", headers=[("if-match", '"v1"')])
+    assert result.body == b"written"
+
+
+async def test_head_of_a_streamed_response_sends_headers_and_an_empty_body() -> None:
+    app = ConditionalMiddleware(respond([b"part one, ", b"part two"]))
+    result = await call_asgi(app, method="HEAD")
+    assert result.status == 200
+    assert [m.get("body", b"") for m in result.bodies] == [b""]
+
+
+async def test_pathsend_after_a_held_start_is_forwarded() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.pathsend", "path": "/etc/hostname"})
+
+    result = await call_asgi(ConditionalMiddleware(app))
+    assert [m["type"] for m in result.messages] == ["http.response.start", "http.response.pathsend"]

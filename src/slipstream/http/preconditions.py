@@ -19,9 +19,6 @@ class EntityTag:
     opaque: bytes  # the quoted string, quotes included
     weak: bool
 
-    def header_value(self) -> bytes:
-        return b"W/" + self.opaque if self.weak else self.opaque
-
 
 @dataclass(frozen=True)
 class EntityTagList:
