@@ -15,4 +15,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing system packages: ${packages[*]}"
 $sudo apt-get update
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${packages[@]}"
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${packages[@]}"
