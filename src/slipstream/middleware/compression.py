@@ -238,8 +238,13 @@ def _weaken_etags(headers: RawHeaders) -> None:
 
 
 def _encoded_headers(headers: RawHeaders, coding: str, length: int | None) -> RawHeaders:
-    rewritten: RawHeaders = [(key, value) for key, value in headers if key.lower() not in _ENCODED_DROPS]
-    _weaken_etags(rewritten)
+    rewritten: RawHeaders = []
+    for key, value in headers:
+        name = key.lower()
+        if name == b"etag":
+            rewritten.append((key, weaken_etag(value)))
+        elif name not in _ENCODED_DROPS:
+            rewritten.append((key, value))
     rewritten.append((b"content-encoding", coding.encode("ascii")))
     if length is not None:
         rewritten.append((b"content-length", str(length).encode("ascii")))
