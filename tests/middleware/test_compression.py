@@ -440,3 +440,11 @@ def test_zstd_without_zstandard_is_a_clear_error() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert "zstd compression needs the 'zstandard' package" in out.stdout
+
+
+async def test_large_streamed_chunks_are_compressed_in_a_thread_and_still_decode() -> None:
+    chunks = [TEXT * 4, TEXT * 3, TEXT]
+    app = CompressionMiddleware(respond(chunks), encodings=("zstd",), thread_threshold=len(TEXT) * 2)
+    result = await call_asgi(app, headers=[("accept-encoding", "zstd")])
+    decoder = StreamDecoder("zstd")
+    assert [decoder.feed(chunk) for chunk in body_messages(result.messages)] == chunks

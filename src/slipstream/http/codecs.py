@@ -24,9 +24,10 @@ class StreamCompressor(Protocol):
 
 
 class Codec(Protocol):
-    """A content coding: ``name`` is its Content-Encoding token."""
+    """A content coding: ``name`` is its Content-Encoding token, ``token`` the same as header bytes."""
 
     name: str
+    token: bytes
 
     def compress(self, data: bytes) -> bytes: ...
 
@@ -52,12 +53,14 @@ class _BrotliStream:
 
 class BrotliCodec:
     name = "br"
+    token = b"br"
 
     def __init__(self, quality: int) -> None:
         self.quality = quality
 
     def compress(self, data: bytes) -> bytes:
-        return bytes(brotli.compress(data, quality=self.quality))
+        compressed: bytes = brotli.compress(data, quality=self.quality)
+        return compressed
 
     def stream(self) -> StreamCompressor:
         return _BrotliStream(self.quality)
@@ -78,6 +81,7 @@ class _GzipStream:
 
 class GzipCodec:
     name = "gzip"
+    token = b"gzip"
 
     def __init__(self, level: int) -> None:
         self.level = level
@@ -108,6 +112,7 @@ class _ZstdStream:
 
 class ZstdCodec:
     name = "zstd"
+    token = b"zstd"
 
     def __init__(self, level: int) -> None:
         assert zstandard is not None, "checked by Settings"
@@ -120,7 +125,8 @@ class ZstdCodec:
         if compressor is None:
             assert zstandard is not None
             compressor = self._local.compressor = zstandard.ZstdCompressor(level=self.level)
-        return bytes(compressor.compress(data))
+        compressed: bytes = compressor.compress(data)
+        return compressed
 
     def stream(self) -> StreamCompressor:
         return _ZstdStream(self.level)

@@ -111,7 +111,11 @@ class _CompressionResponder:
     async def send(self, message: Message) -> None:
         message_type = message["type"]
         if message_type == "http.response.start":
-            await self._on_start(message)
+            forward = self._on_start(message)
+            if forward is not None:
+                await self.downstream(forward)
+            elif self.state == _DROP:
+                await self._send_not_acceptable()
         elif self.state == _PASS:
             await self.downstream(message)
         elif self.state == _DROP:
@@ -127,9 +131,10 @@ class _CompressionResponder:
         else:
             await self._on_stream_body(message)
 
-    async def _on_start(self, message: Message) -> None:
+    def _on_start(self, message: Message) -> Message | None:
+        """Decide from the start message alone; returns what to send now, or None when held or refused."""
         status: int = message["status"]
-        headers: RawHeaders = list(message.get("headers", ()))
+        headers: RawHeaders = message.get("headers", [])
         content_type = content_length = None
         encoded = no_transform = False
         for key, value in headers:
@@ -146,58 +151,57 @@ class _CompressionResponder:
         if status < 200 or encoded or no_transform or status in _NO_BODY_STATUSES:
             if status == 304 and codec is not None:
                 # The 200 this revalidates was encoded: its validators and Vary must match.
+                headers = list(headers)
                 _weaken_etags(headers)
                 add_vary(headers, b"Accept-Encoding")
-                message = {**message, "headers": headers}
-            await self.downstream(message)
-            return
+                return {**message, "headers": headers}
+            return message
         if self.choice is None:
             if 200 <= status < 300:
-                await self._send_not_acceptable(headers)
-                return
-            await self.downstream(message)
-            return
+                self.state = _DROP
+                return None
+            return message
         if not self.forced and not self.middleware.compressible(content_type):
-            await self.downstream(message)
-            return
+            return message
         size = _parse_length(content_length)
         small = size is not None and size < self.middleware.minimum_size and not self.forced
         if codec is None:
-            if not small:
-                # Another client would get this compressed: shared caches must key on Accept-Encoding.
-                add_vary(headers, b"Accept-Encoding")
-                message = {**message, "headers": headers}
-            await self.downstream(message)
-            return
+            if small:
+                return message
+            # Another client would get this compressed: shared caches must key on Accept-Encoding.
+            headers = list(headers)
+            add_vary(headers, b"Accept-Encoding")
+            return {**message, "headers": headers}
         if self.is_head:
             # Same headers as the GET would get, minus a Content-Length we cannot know without the body.
-            if not small:
-                message = {**message, "headers": _encoded_headers(headers, codec.name, None)}
-            await self.downstream(message)
-            return
-        self.start = {**message, "headers": headers}
+            return message if small else {**message, "headers": _encoded_headers(headers, codec.token, None)}
+        self.start = message
         self.state = _HOLD
+        return None
 
     async def _on_first_body(self, message: Message) -> None:
         codec = self.codec
         assert codec is not None
-        body: bytes = message.get("body", b"")
-        headers: RawHeaders = self.start["headers"]
+        start = self.start
         if message.get("more_body", False):
             self.stream = codec.stream()
-            self.start["headers"] = _encoded_headers(headers, codec.name, None)
-            await self.downstream(self.start)
             self.state = _STREAM
+            await self.downstream({**start, "headers": _encoded_headers(start.get("headers", []), codec.token, None)})
             await self._on_stream_body(message)
             return
         self.state = _PASS
+        body: bytes = message.get("body", b"")
         if len(body) < self.middleware.minimum_size and not self.forced:
-            await self.downstream(self.start)
+            await self.downstream(start)
             await self.downstream(message)
             return
-        compressed = await self.middleware.run_compression(codec.compress, body)
-        self.start["headers"] = _encoded_headers(headers, codec.name, len(compressed))
-        await self.downstream(self.start)
+        if len(body) < self.middleware.thread_threshold:
+            compressed = codec.compress(body)
+        else:
+            compressed = await anyio.to_thread.run_sync(codec.compress, body)
+        await self.downstream(
+            {**start, "headers": _encoded_headers(start.get("headers", []), codec.token, len(compressed))}
+        )
         await self.downstream({"type": "http.response.body", "body": compressed})
 
     async def _on_stream_body(self, message: Message) -> None:
@@ -213,8 +217,7 @@ class _CompressionResponder:
         tail = await self.middleware.run_compression(stream.finish, body)
         await self.downstream({"type": "http.response.body", "body": tail})
 
-    async def _send_not_acceptable(self, headers: RawHeaders) -> None:
-        self.state = _DROP
+    async def _send_not_acceptable(self) -> None:
         body = self.middleware.not_acceptable_body
         response_headers: RawHeaders = [
             (b"content-type", b"text/plain; charset=utf-8"),
@@ -237,16 +240,22 @@ def _weaken_etags(headers: RawHeaders) -> None:
             headers[index] = (key, weaken_etag(value))
 
 
-def _encoded_headers(headers: RawHeaders, coding: str, length: int | None) -> RawHeaders:
+def _encoded_headers(headers: RawHeaders, token: bytes, length: int | None) -> RawHeaders:
+    """The start headers for an encoded body, built in one pass over the app's headers."""
     rewritten: RawHeaders = []
+    has_vary = False
     for key, value in headers:
         name = key.lower()
         if name == b"etag":
             rewritten.append((key, weaken_etag(value)))
         elif name not in _ENCODED_DROPS:
+            has_vary = has_vary or name == b"vary"
             rewritten.append((key, value))
-    rewritten.append((b"content-encoding", coding.encode("ascii")))
+    rewritten.append((b"content-encoding", token))
     if length is not None:
-        rewritten.append((b"content-length", str(length).encode("ascii")))
-    add_vary(rewritten, b"Accept-Encoding")
+        rewritten.append((b"content-length", b"%d" % length))
+    if has_vary:
+        add_vary(rewritten, b"Accept-Encoding")
+    else:
+        rewritten.append((b"vary", b"Accept-Encoding"))
     return rewritten
