@@ -1,8 +1,10 @@
 """Compression middleware benchmark: slipstream against its peers, in-process, at equal compression levels.
 
-Each ASGI app is called directly (no HTTP client, no network). Every round runs N requests per contender, contenders
-interleaved round-robin so that noise on a shared machine hits them alike; the median over rounds is reported, next to
-the raw library call on the same bytes at the same level (the floor).
+    python bench/bench_compression.py [--rounds N] [--requests N] [--max-seconds S] [--output bench/RESULTS.md]
+
+Each ASGI app is called directly (no HTTP client, no network). For each endpoint and coding, every round runs N
+requests through each contender back to back (raw library call, bare app, slipstream, peers; round-robin, rotated),
+so the shared machine's drift hits them alike. Reported: medians over rounds, and per-round ratios' medians.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import platform
 import random
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 import zlib
@@ -174,20 +177,14 @@ async def fetch(app: ASGIApp, scope: Scope) -> tuple[dict[bytes, bytes], bytes]:
 
 @dataclass(eq=False)
 class Contender:
-    """One timed thing: a middleware (or the bare app, or the raw library call) on one endpoint and coding."""
+    """One timed thing: a middleware, the bare app or the raw library call. ``samples``: µs per request, per round."""
 
-    endpoint: str
-    coding: str | None
     name: str
     output_size: int
     app: ASGIApp | None = None
     scope: Scope = field(default_factory=dict)
     raw_call: Callable[[], object] | None = None
     samples: list[float] = field(default_factory=list)
-
-    @property
-    def median_us(self) -> float:
-        return statistics.median(self.samples)
 
     async def run(self, requests: int) -> None:
         if self.raw_call is not None:
@@ -198,15 +195,41 @@ class Contender:
                 await self.app(dict(self.scope), receive, discard)
 
 
-async def verified_contenders(app: ASGIApp) -> list[Contender]:
-    """Every contender, after checking it sends the coding asked for and that its body decodes to the original."""
-    contenders: list[Contender] = []
+@dataclass
+class Comparison:
+    """One endpoint and coding: the raw call, the bare app, slipstream and its peers, always timed back to back."""
+
+    endpoint: str
+    coding: str
+    raw: Contender
+    bare: Contender
+    slipstream: Contender
+    peers: list[Contender]
+
+    @property
+    def contenders(self) -> list[Contender]:
+        return [self.raw, self.bare, self.slipstream, *self.peers]
+
+    def overhead_ratio(self, contender: Contender) -> float:
+        """Median over rounds of (contender - bare) / raw, each round's three timings taken moments apart."""
+        rounds = zip(contender.samples, self.bare.samples, self.raw.samples, strict=True)
+        return statistics.median((timed - bare) / raw for timed, bare, raw in rounds)
+
+    def speed_ratio(self, peer: Contender) -> float:
+        """Median over rounds of peer µs / slipstream µs: above 1 when the peer is slower."""
+        return statistics.median(p / s for p, s in zip(peer.samples, self.slipstream.samples, strict=True))
+
+
+async def verified_comparisons(app: ASGIApp) -> list[Comparison]:
+    """Every comparison, once each middleware is seen to send the coding asked for and a body that decodes right."""
+    comparisons: list[Comparison] = []
     for endpoint in ENDPOINTS:
         _, original = await fetch(app, request_scope(endpoint, None))
-        contenders.append(Contender(endpoint, None, BARE, len(original), app, request_scope(endpoint, None)))
         for coding, (raw_name, compress) in RAW_CALLS.items():
             raw_call = functools.partial(compress, original)
-            contenders.append(Contender(endpoint, coding, raw_name, len(raw_call()), raw_call=raw_call))
+            raw = Contender(raw_name, len(raw_call()), raw_call=raw_call)
+            bare = Contender(BARE, len(original), app, request_scope(endpoint, None))
+            middlewares: list[Contender] = []
             scope = request_scope(endpoint, coding)
             for name, middleware in middleware_contenders(app, coding).items():
                 headers, body = await fetch(middleware, scope)
@@ -217,78 +240,108 @@ async def verified_contenders(app: ASGIApp) -> list[Contender]:
                     raise RuntimeError(f"{where}: the body does not decode to the original bytes")
                 if int(headers.get(b"content-length", len(body))) != len(body):
                     raise RuntimeError(f"{where}: Content-Length does not match the body")
-                contenders.append(Contender(endpoint, coding, name, len(body), middleware, scope))
-    return contenders
+                middlewares.append(Contender(name, len(body), middleware, scope))
+            comparisons.append(Comparison(endpoint, coding, raw, bare, middlewares[0], middlewares[1:]))
+    return comparisons
 
 
-async def run_benchmark(rounds: int, requests: int, app: ASGIApp) -> list[Contender]:
-    contenders = await verified_contenders(app)
-    for contender in contenders:
+async def run_benchmark(rounds: int, requests: int, max_seconds: float, app: ASGIApp) -> list[Comparison]:
+    deadline = time.monotonic() + max_seconds
+    comparisons = await verified_comparisons(app)
+    for contender in (contender for comparison in comparisons for contender in comparison.contenders):
         await contender.run(max(1, requests // 10))  # warm-up: caches, lazily built compressors
     for round_index in range(rounds):
-        shift = round_index % len(contenders)  # rotate the order too, so no contender always runs first
-        for contender in contenders[shift:] + contenders[:shift]:
-            gc.collect()  # nobody pays for the previous contender's garbage
-            started = time.perf_counter_ns()
-            await contender.run(requests)
-            contender.samples.append((time.perf_counter_ns() - started) / requests / 1000)
+        for comparison in comparisons:
+            contenders = comparison.contenders
+            shift = round_index % len(contenders)  # round-robin, rotated so that no contender always goes first
+            for contender in contenders[shift:] + contenders[:shift]:
+                gc.collect()  # nobody pays for the previous contender's garbage
+                started = time.process_time_ns()
+                await contender.run(requests)
+                contender.samples.append((time.process_time_ns() - started) / requests / 1000)
         print(f"round {round_index + 1}/{rounds} done", file=sys.stderr)
-    return contenders
+        if time.monotonic() > deadline:
+            print(f"stopping after {round_index + 1} rounds: --max-seconds {max_seconds} reached", file=sys.stderr)
+            break
+    return comparisons
 
 
-def report(contenders: list[Contender], command: str) -> str:
+def source_revision() -> str:
+    """The commit slipstream's source comes from, and whether src/ has uncommitted changes (read-only git calls)."""
+    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, check=True, text=True)
+        changed = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "src"], check=False).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"git {commit.stdout.strip()}{', with uncommitted changes in src/' if changed else ''}"
+
+
+def report(comparisons: list[Comparison], requests: int, command: str, revision: str) -> str:
     lines = [
         f"# Compression middleware benchmark\n\nCommand: `{command}`\n",
-        f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; slipstream source: {revision}",
         f"- Python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs",
         f"- Packages: {', '.join(f'{name} {version(name)}' for name in PACKAGES)}",
-        "- µs/request: median over the rounds of the mean per request; spread: (max - min) / median over the rounds",
-        "- overhead µs: contender µs - bare app µs; overhead / raw: that overhead divided by the raw library call µs\n",
+        f"- Rounds: {len(comparisons[0].raw.samples)}, each of {requests} requests per contender\n"
+        "- µs/request: CPU time of this process (time the scheduler gives other processes is not counted), "
+        "median and minimum over the rounds of each round's mean per request",
+        "- overhead µs: contender µs - bare app µs. The two ratio columns are medians over the rounds of that round's "
+        "ratio, its contenders having run back to back, which cancels most of the shared machine's drift\n",
     ]
     verdicts: list[str] = []
-    for endpoint, description in ENDPOINTS.items():
-        bare = next(c for c in contenders if c.endpoint == endpoint and c.coding is None)
-        for coding, level in CODINGS.items():
-            # In the order verified_contenders built them: the raw call, slipstream, then its peers.
-            raw, slipstream, *peers = [c for c in contenders if c.endpoint == endpoint and c.coding == coding]
-            lines += [
-                f"## {endpoint}: {description} ({bare.output_size} bytes), {coding} {level}\n",
-                "| contender | µs/request | spread | bytes | overhead µs | overhead / raw | µs / slipstream µs |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-            ]
-            for contender in [raw, bare, slipstream, *peers]:
-                overhead = contender.median_us - bare.median_us
-                spread = (max(contender.samples) - min(contender.samples)) / contender.median_us
-                cells = [contender.name, f"{contender.median_us:.1f}", f"{spread:.0%}", str(contender.output_size)]
-                if contender not in (raw, bare):
-                    cells += [f"{overhead:.1f}", f"{overhead / raw.median_us:.2f}"]
-                    cells += [f"{contender.median_us / slipstream.median_us:.2f}"]
-                lines.append("| " + " | ".join(cells + [""] * (7 - len(cells))) + " |")
-            lines.append("")
-            ratio, case = (slipstream.median_us - bare.median_us) / raw.median_us, f"- {endpoint} {coding}:"
-            if endpoint == OVERHEAD_TARGET_ENDPOINT:
-                met = "met" if ratio <= OVERHEAD_TARGET else "NOT met"
-                verdicts.append(f"{case} slipstream overhead / raw call {ratio:.2f} (≤ {OVERHEAD_TARGET}): {met}")
-            fastest, smallest = slipstream.median_us, slipstream.output_size
-            winners = [c.name for c in peers if c.median_us <= fastest or c.output_size < smallest]
-            outcome = f"NOT met, as fast or smaller: {', '.join(winners)}" if winners else "met"
-            verdicts.append(f"{case} every peer slower, none smaller than slipstream: {outcome}")
+    for comparison in comparisons:
+        bare = comparison.bare
+        lines += [
+            f"## {comparison.endpoint}: {ENDPOINTS[comparison.endpoint]} ({bare.output_size} bytes), "
+            f"{comparison.coding} {CODINGS[comparison.coding]}\n",
+            "| contender | µs/request | min µs | bytes | overhead µs | overhead / raw call | µs / slipstream µs |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for contender in comparison.contenders:
+            median_us = statistics.median(contender.samples)
+            cells = [contender.name, f"{median_us:.1f}", f"{min(contender.samples):.1f}", str(contender.output_size)]
+            if contender is not comparison.raw and contender is not bare:
+                cells.append(f"{median_us - statistics.median(bare.samples):.1f}")
+                cells.append(f"{comparison.overhead_ratio(contender):.3f}")
+                cells.append(f"{comparison.speed_ratio(contender):.3f}")
+            lines.append("| " + " | ".join(cells + [""] * (7 - len(cells))) + " |")
+        lines.append("")
+        verdicts += target_verdicts(comparison)
     return "\n".join([*lines, "## Targets\n", *verdicts, ""])
 
 
+def target_verdicts(comparison: Comparison) -> list[str]:
+    case, slipstream, verdicts = f"- {comparison.endpoint} {comparison.coding}:", comparison.slipstream, []
+    if comparison.endpoint == OVERHEAD_TARGET_ENDPOINT:
+        ratio = comparison.overhead_ratio(slipstream)
+        met = "met" if ratio <= OVERHEAD_TARGET else "NOT met"
+        verdicts.append(f"{case} slipstream overhead / raw call {ratio:.3f} (target ≤ {OVERHEAD_TARGET}): {met}")
+    for peer in comparison.peers:
+        ratio = comparison.speed_ratio(peer)
+        slower_rounds = sum(p > s for p, s in zip(peer.samples, slipstream.samples, strict=True))
+        met = "met" if ratio > 1 and peer.output_size >= slipstream.output_size else "NOT met"
+        verdicts.append(
+            f"{case} {peer.name} {ratio:.3f}x slipstream's µs (slower in {slower_rounds} of {len(peer.samples)} "
+            f"rounds), {peer.output_size} vs {slipstream.output_size} bytes; peer slower at ≥ size: {met}"
+        )
+    return verdicts
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=7, help="rounds; the median over them is reported")
-    parser.add_argument("--requests", type=int, default=1500, help="requests per contender per round")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=61, help="rounds; medians over them are reported")
+    parser.add_argument("--requests", type=int, default=150, help="requests per contender per round")
+    parser.add_argument("--max-seconds", type=float, default=240, help="stop after the round that passes this")
     parser.add_argument("--output", type=Path, default=Path("bench/RESULTS.md"), help="Markdown file to write")
     args = parser.parse_args()
     if args.rounds < 1 or args.requests < 1:
         parser.error("--rounds and --requests must be at least 1")
-    rng = random.Random(20240611)
+    revision, rng = source_revision(), random.Random(20240611)
     app = build_app(make_json_document(rng), make_html_page(rng))
-    contenders = asyncio.run(run_benchmark(args.rounds, args.requests, app))
+    comparisons = asyncio.run(run_benchmark(args.rounds, args.requests, args.max_seconds, app))
     interpreter = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
-    text = report(contenders, shlex.join([interpreter, *sys.argv]))
+    text = report(comparisons, args.requests, shlex.join([interpreter, *sys.argv]), revision)
     print(text)
     args.output.write_text(text, encoding="utf-8")
 
