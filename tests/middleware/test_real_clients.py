@@ -89,20 +89,22 @@ def decoding_app() -> tuple[Starlette, dict[str, str], dict[str, str]]:
     return Starlette(routes=routes), reports, seen
 
 
+def require_program(name: str) -> str:
+    """A missing system program fails the run: `make test` installs it from Debian's packages."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: run `make test`, which installs it")
+    return path
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("Debian's chromium is missing: run `make test`, which installs it")
-    return path
+    return require_program("chromium")
 
 
 @pytest.fixture(scope="module")
 def curl() -> str:
-    path = shutil.which("curl")
-    if path is None:
-        pytest.fail("curl is missing: run `make test`, which installs it")
-    return path
+    return require_program("curl")
 
 
 @pytest.mark.parametrize("coding", CODINGS)
