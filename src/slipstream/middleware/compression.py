@@ -9,16 +9,15 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings
+from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec, StreamCompressor, make_codec
 from slipstream.http.content_types import CompressiblePolicy
 from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
-from slipstream.http.headers import RawHeaders, add_vary, request_header, weaken_etag
+from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header, weaken_etag
 
 # Responder states: pass messages through, hold the start until the first body, compress a stream, drop the rest.
 _PASS, _HOLD, _STREAM, _DROP = range(4)
 _NO_BODY_STATUSES = frozenset({204, 206, 304})
-# Headers describing the identity bytes; they are rewritten when the bytes are encoded.
-_ENCODED_DROPS = frozenset({b"content-length", b"accept-ranges"})
 
 
 class CompressionMiddleware:
@@ -79,7 +78,7 @@ class CompressionMiddleware:
             await self.app(scope, receive, send)
             return
         choice = self.negotiate(request_header(scope["headers"], b"accept-encoding"))
-        responder = _CompressionResponder(self, send, choice, scope["method"] == "HEAD")
+        responder = _CompressionResponder(self, send, choice, scope["method"] == "HEAD", scope.get(CAPTURE_SCOPE_KEY))
         await self.app(scope, receive, responder.send)
 
     async def run_compression(self, work: Callable[[bytes], bytes], data: bytes) -> bytes:
@@ -92,12 +91,29 @@ class CompressionMiddleware:
 class _CompressionResponder:
     """Per-request state: wraps ``send`` for one response."""
 
-    __slots__ = ("choice", "codec", "downstream", "forced", "is_head", "middleware", "start", "state", "stream")
+    __slots__ = (
+        "capture",
+        "choice",
+        "codec",
+        "downstream",
+        "forced",
+        "is_head",
+        "middleware",
+        "start",
+        "state",
+        "stream",
+    )
 
     def __init__(
-        self, middleware: CompressionMiddleware, downstream: Send, choice: EncodingChoice | None, is_head: bool
+        self,
+        middleware: CompressionMiddleware,
+        downstream: Send,
+        choice: EncodingChoice | None,
+        is_head: bool,
+        capture: IdentityCapture | None,
     ) -> None:
         self.middleware = middleware
+        self.capture = capture
         self.downstream = downstream
         self.choice = choice
         self.codec: Codec | None = None if choice is None or choice.coding is None else middleware.codecs[choice.coding]
@@ -161,7 +177,10 @@ class _CompressionResponder:
                 self.state = _DROP
                 return None
             return message
-        if not self.forced and not self.middleware.compressible(content_type):
+        compressible = self.middleware.compressible(content_type)
+        if self.capture is not None:
+            self.capture.compressible = compressible
+        if not self.forced and not compressible:
             return message
         size = _parse_length(content_length)
         small = size is not None and size < self.middleware.minimum_size and not self.forced
@@ -174,7 +193,7 @@ class _CompressionResponder:
             return {**message, "headers": headers}
         if self.is_head:
             # Same headers as the GET would get, minus a Content-Length we cannot know without the body.
-            return message if small else {**message, "headers": _encoded_headers(headers, codec.token, None)}
+            return message if small else {**message, "headers": encoded_headers(headers, codec.token, None)}
         self.start = message
         self.state = _HOLD
         return None
@@ -186,7 +205,7 @@ class _CompressionResponder:
         if message.get("more_body", False):
             self.stream = codec.stream()
             self.state = _STREAM
-            await self.downstream({**start, "headers": _encoded_headers(start.get("headers", []), codec.token, None)})
+            await self.downstream({**start, "headers": encoded_headers(start.get("headers", []), codec.token, None)})
             await self._on_stream_body(message)
             return
         self.state = _PASS
@@ -200,8 +219,10 @@ class _CompressionResponder:
             compressed = codec.compress(body)
         else:
             compressed = await anyio.to_thread.run_sync(codec.compress, body)
+        if self.capture is not None:
+            self.capture.start, self.capture.body = start, body
         await self.downstream(
-            {**start, "headers": _encoded_headers(start.get("headers", []), codec.token, len(compressed))}
+            {**start, "headers": encoded_headers(start.get("headers", []), codec.token, len(compressed))}
         )
         await self.downstream({"type": "http.response.body", "body": compressed})
 
@@ -239,24 +260,3 @@ def _weaken_etags(headers: RawHeaders) -> None:
     for index, (key, value) in enumerate(headers):
         if key.lower() == b"etag":
             headers[index] = (key, weaken_etag(value))
-
-
-def _encoded_headers(headers: RawHeaders, token: bytes, length: int | None) -> RawHeaders:
-    """The start headers for an encoded body, built in one pass over the app's headers."""
-    rewritten: RawHeaders = []
-    has_vary = False
-    for key, value in headers:
-        name = key.lower()
-        if name == b"etag":
-            rewritten.append((key, weaken_etag(value)))
-        elif name not in _ENCODED_DROPS:
-            has_vary = has_vary or name == b"vary"
-            rewritten.append((key, value))
-    rewritten.append((b"content-encoding", token))
-    if length is not None:
-        rewritten.append((b"content-length", b"%d" % length))
-    if has_vary:
-        add_vary(rewritten, b"Accept-Encoding")
-    else:
-        rewritten.append((b"vary", b"Accept-Encoding"))
-    return rewritten

@@ -1,0 +1,20 @@
+"""How CompressionMiddleware hands the identity response to a cache sitting outside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.types import Message
+
+# The cache puts an IdentityCapture in the scope under this key; compression fills it in.
+CAPTURE_SCOPE_KEY = "slipstream.capture"
+
+
+@dataclass
+class IdentityCapture:
+    """``compressible``: the response's type and status allow encoding. ``start``/``body``: the identity
+    response as the app sent it, recorded when compression replaced it with an encoded one."""
+
+    compressible: bool = False
+    start: Message | None = None
+    body: bytes | None = None
