@@ -11,6 +11,11 @@ import xxhash
 NOT_MODIFIED = 304
 PRECONDITION_FAILED = 412
 _SAFE_FOR_304 = frozenset({"GET", "HEAD"})
+# What a 304 carries (RFC 9110 §15.4.5), plus Set-Cookie, which is not representation metadata and which
+# session middleware relies on. Last-Modified is kept only when there is no ETag.
+_KEPT_ON_304 = frozenset(
+    {b"etag", b"cache-control", b"content-location", b"date", b"expires", b"vary", b"set-cookie", b"last-modified"}
+)
 CONDITIONAL_HEADERS = frozenset({b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since"})
 
 
@@ -90,6 +95,17 @@ def parse_http_date(value: bytes) -> int | None:
         return None if parsed is None else int(email.utils.mktime_tz(parsed))
     except (ValueError, OverflowError, TypeError, IndexError):
         return None
+
+
+def not_modified_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The fields of a 200 that its 304 repeats."""
+    headers = list(headers)
+    has_etag = any(key.lower() == b"etag" for key, _ in headers)
+    return [
+        (key, value)
+        for key, value in headers
+        if key.lower() in _KEPT_ON_304 and not (has_etag and key.lower() == b"last-modified")
+    ]
 
 
 def content_etag(body: bytes, *, weak: bool = False) -> bytes:

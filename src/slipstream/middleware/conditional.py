@@ -13,15 +13,11 @@ from slipstream.http.preconditions import (
     EntityTag,
     Preconditions,
     content_etag,
+    not_modified_headers,
     parse_entity_tag,
     parse_http_date,
 )
 
-# What a 304 carries (RFC 9110 §15.4.5), plus Set-Cookie, which is not representation metadata and which
-# session middleware relies on. Last-Modified is kept only when there is no ETag.
-_KEPT_ON_304 = frozenset(
-    {b"etag", b"cache-control", b"content-location", b"date", b"expires", b"vary", b"set-cookie", b"last-modified"}
-)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Request fields that must not reach the GET that looks up the current validators of an unsafe request.
 _PROBE_DROPS = CONDITIONAL_HEADERS | {
@@ -244,13 +240,7 @@ def _validators(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> tuple[
 
 
 async def _send_not_modified(send: Send, headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> None:
-    has_etag = any(key.lower() == b"etag" for key, _ in headers)
-    kept = [
-        (key, value)
-        for key, value in headers
-        if key.lower() in _KEPT_ON_304 and not (has_etag and key.lower() == b"last-modified")
-    ]
-    await send({"type": "http.response.start", "status": NOT_MODIFIED, "headers": kept})
+    await send({"type": "http.response.start", "status": NOT_MODIFIED, "headers": not_modified_headers(headers)})
     await send({"type": "http.response.body", "body": b""})
 
 
