@@ -100,7 +100,7 @@ app = Starlette(
         Route("/notes/{note_id:int}", note, methods=["GET", "PUT"]),
     ]
 )
-settings = slipstream.install(app)
+settings = slipstream.install(app).settings
 
 
 def instructions(base: str) -> str:

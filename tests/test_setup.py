@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 import slipstream
-from slipstream import CompressionMiddleware, ConditionalMiddleware, Settings
+from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware, Settings
 from tests.middleware.apps import TEXT
 from tests.support import asgi_client
 
@@ -35,7 +35,7 @@ async def test_install_composes_compression_outside_conditional() -> None:
 
     app = Starlette(routes=[Route("/", page)])
     slipstream.install(app, Settings())
-    assert [m.cls for m in app.user_middleware] == [CompressionMiddleware, ConditionalMiddleware]  # type: ignore[comparison-overlap]
+    assert [m.cls for m in app.user_middleware] == [CacheMiddleware, CompressionMiddleware, ConditionalMiddleware]  # type: ignore[comparison-overlap]
     async with asgi_client(app) as client:
         response = await client.get("/", headers={"accept-encoding": "gzip"})
         revalidated = await client.get(
@@ -49,13 +49,13 @@ async def test_install_composes_compression_outside_conditional() -> None:
 
 def test_install_skips_what_settings_switch_off() -> None:
     app = Starlette()
-    slipstream.install(app, Settings(compression_enabled=False, conditional_enabled=False))
+    slipstream.install(app, Settings(compression_enabled=False, conditional_enabled=False, cache_enabled=False))
     assert app.user_middleware == []
 
 
 def test_install_reads_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLIPSTREAM_COMPRESSION_ENCODINGS", "gzip")
-    assert slipstream.install(Starlette()).compression_encodings == ("gzip",)
+    assert slipstream.install(Starlette()).settings.compression_encodings == ("gzip",)
 
 
 async def test_demo_app_serves_everything_it_advertises() -> None:

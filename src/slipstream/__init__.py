@@ -1,9 +1,19 @@
 """slipstream: drop-in ASGI middleware for Starlette and FastAPI."""
 
+from slipstream.cache.response_cache import ResponseCache
 from slipstream.config import Settings
+from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
-from slipstream.setup import install
+from slipstream.setup import Installation, install
 
-__all__ = ["CompressionMiddleware", "ConditionalMiddleware", "Settings", "install"]
+__all__ = [
+    "CacheMiddleware",
+    "CompressionMiddleware",
+    "ConditionalMiddleware",
+    "Installation",
+    "ResponseCache",
+    "Settings",
+    "install",
+]
 __version__ = "0.1.0"

@@ -65,6 +65,28 @@ class Settings:
     # Evaluate If-Match / If-None-Match / If-Unmodified-Since on unsafe methods against a GET of the same URL.
     conditional_check_unsafe_methods: bool = True
 
+    cache_enabled: bool = True
+    # L2: a Redis URL ("redis://host:6379/0"); unset means the in-memory tier only.
+    cache_redis_url: str | None = None
+    cache_redis_prefix: str = "slipstream:"
+    cache_redis_timeout: float = 0.05
+    cache_memory_bytes: int = 64 * 1024 * 1024
+    cache_max_entry_bytes: int = 8 * 1024 * 1024
+    # Freshness for responses without explicit freshness, per route: "regex=seconds" (first match wins).
+    cache_route_ttls: tuple[str, ...] = ()
+    cache_exclude_paths: tuple[str, ...] = ()
+    # Query parameters left out of the key; glob patterns allowed.
+    cache_ignore_query_params: tuple[str, ...] = ("utm_*", "gclid", "fbclid")
+    # Response header reporting HIT, MISS, STALE or BYPASS; empty turns it off.
+    cache_status_header: str = "X-Cache"
+    # Request Cache-Control: no-cache / max-age=0 and Pragma: no-cache force revalidation (RFC 9111).
+    cache_honour_client_no_cache: bool = True
+    cache_allow_set_cookie: bool = False
+    # Concurrent misses wait this long for the one request filling the entry, then go to the app themselves.
+    cache_coalesce_timeout: float = 5.0
+    # How long a stale entry with a validator is kept to be revalidated after its stale windows end.
+    cache_revalidation_grace: float = 300.0
+
     def __post_init__(self) -> None:
         known = available_encodings()
         for name in self.compression_encodings:
@@ -79,11 +101,20 @@ class Settings:
         _check_range("compression_zstd_level", self.compression_zstd_level, -7, 22)
         _check_range("compression_minimum_size", self.compression_minimum_size, 0, None)
         _check_range("compression_thread_threshold", self.compression_thread_threshold, 0, None)
-        for pattern in self.compression_exclude_paths:
+        for route in self.cache_route_ttls:
+            pattern, _, seconds = route.rpartition("=")
+            try:
+                re.compile(pattern)
+                ttl = float(seconds)
+            except (re.error, ValueError):
+                raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}") from None
+            if not pattern or ttl < 0:
+                raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}")
+        for pattern in self.compression_exclude_paths + self.cache_exclude_paths:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"compression_exclude_paths: bad regular expression {pattern!r}: {exc}") from None
+                raise ValueError(f"exclude paths: bad regular expression {pattern!r}: {exc}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -131,6 +162,15 @@ def _parse_env_value(name: str, raw: str, hint: Any) -> object:
             return int(raw.strip())
         except ValueError:
             raise ValueError(f"{name}: expected an integer, got {raw!r}") from None
+    if hint is float:
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise ValueError(f"{name}: expected a number, got {raw!r}") from None
+    if hint == (str | None):
+        return raw.strip() or None
+    if hint is str:
+        return raw
     if typing.get_origin(hint) is tuple:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     raise TypeError(f"{name}: no parser for {hint!r}")  # pragma: no cover - guards future fields

@@ -1,0 +1,180 @@
+"""RFC 9111 shared-cache rules as pure functions over raw header values: freshness, age, storability, reuse."""
+
+from __future__ import annotations
+
+import enum
+
+from slipstream.cache.cache_control import (
+    EMPTY,
+    MAX_DELTA_SECONDS,
+    NO_DIRECTIVES,
+    CacheControl,
+    RequestDirectives,
+    parse_cache_control,
+    parse_delta_seconds,
+    request_directives,
+)
+from slipstream.http import preconditions
+
+__all__ = [
+    "EMPTY",
+    "MAX_DELTA_SECONDS",
+    "NO_DIRECTIVES",
+    "CacheControl",
+    "Decision",
+    "RequestDirectives",
+    "classify",
+    "freshness_lifetime",
+    "initial_age",
+    "invalidates",
+    "parse_cache_control",
+    "parse_delta_seconds",
+    "parse_http_date",
+    "request_directives",
+    "storable",
+    "within_stale_if_error",
+]
+
+# RFC 9110 §15.1: the status codes a cache may store without explicit freshness.
+HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class Decision(enum.Enum):
+    """How a stored response may be used for the request at hand."""
+
+    FRESH = "fresh"  # serve as is
+    REVALIDATE_IN_BACKGROUND = "revalidate-in-background"  # serve stale, refresh once in the background
+    REVALIDATE = "revalidate"  # validate with the origin before serving
+
+
+def parse_http_date(value: bytes) -> float | None:
+    """Seconds since the epoch for an HTTP-date, None if the value is not one."""
+    seconds = preconditions.parse_http_date(value)
+    return None if seconds is None else float(seconds)
+
+
+def freshness_lifetime(
+    cc: CacheControl, date: bytes | None, expires: bytes | None, default_ttl: float | None, now: float
+) -> float | None:
+    """RFC 9111 §4.2.1 for a shared cache; None when the response has no explicit freshness and no default."""
+    if cc.s_maxage is not None:
+        return float(cc.s_maxage)
+    if cc.max_age is not None:
+        return float(cc.max_age)
+    if expires is not None:
+        expires_at = parse_http_date(expires)
+        if expires_at is None:
+            return 0.0  # §5.3: an invalid Expires means already expired
+        date_at = None if date is None else parse_http_date(date)
+        # RFC 9110 §6.6.1: without a (valid) Date the receipt time stands in for it.
+        return max(0.0, expires_at - (now if date_at is None else date_at))
+    return default_ttl
+
+
+def initial_age(age: bytes | None, date: bytes | None, request_time: float, response_time: float) -> float:
+    """corrected_initial_age of RFC 9111 §4.2.3; a missing or unparsable Age counts as 0."""
+    age_value = parse_delta_seconds(None if age is None else age.strip(b" \t")) or 0
+    date_value = None if date is None else parse_http_date(date)
+    apparent_age = 0.0 if date_value is None else max(0.0, response_time - date_value)
+    corrected_age_value = age_value + (response_time - request_time)
+    return max(apparent_age, corrected_age_value)
+
+
+def _vary_star(vary: bytes) -> bool:
+    return b"*" in vary and any(member.strip(b" \t") == b"*" for member in vary.split(b","))
+
+
+def storable(
+    *,
+    method: str,
+    status: int,
+    request_cc: CacheControl,
+    response_cc: CacheControl,
+    has_authorization: bool,
+    has_set_cookie: bool,
+    allow_set_cookie: bool,
+    vary: bytes | None,
+    lifetime: float | None,
+    has_validator: bool,
+    has_expires: bool = False,
+) -> str | None:
+    """None when RFC 9111 §3 lets a shared cache store the response, else a short reason.
+
+    Reasons: "method", "status", "no-store", "private", "authorization", "set-cookie", "vary-star",
+    "no-freshness". ``has_expires`` says whether the response has an Expires field: like max-age it is explicit
+    freshness, which makes any final status storable; without it only heuristically cacheable ones are.
+    """
+    if method != "GET":
+        return "method"  # HEAD is answered from the GET entry, never stored on its own
+    # 206 needs range-aware storage; a 304 freshens an entry rather than becoming one; 1xx is not final.
+    if status < 200 or status > 599 or status == 206 or status == 304:
+        return "status"
+    if request_cc.no_store or response_cc.no_store:
+        return "no-store"
+    if response_cc.private:
+        return "private"
+    # §3.5; s-maxage sets must_revalidate, so it is covered too.
+    if has_authorization and not (response_cc.public or response_cc.must_revalidate):
+        return "authorization"
+    if has_set_cookie and not allow_set_cookie:
+        return "set-cookie"
+    if vary is not None and _vary_star(vary):
+        return "vary-star"
+    explicit = response_cc.max_age is not None or response_cc.s_maxage is not None or has_expires
+    if status not in HEURISTICALLY_CACHEABLE and not explicit and not response_cc.public:
+        return "status"
+    if lifetime is None and not has_validator:
+        return "no-freshness"
+    return None
+
+
+def classify(
+    *,
+    age: float,
+    lifetime: float,
+    stale_while_revalidate: float,
+    must_revalidate: bool,
+    no_cache: bool,
+    request: RequestDirectives,
+) -> Decision:
+    """Whether a stored response may be served (RFC 9111 §4.2, §5.2.1; RFC 5861 §3 for stale-while-revalidate).
+
+    Fresh means ``age < lifetime``. The stale-while-revalidate window is ``age < lifetime + swr`` (an empty
+    window when swr is 0); a client's max-stale accepts ``age <= lifetime + max_stale``. Neither applies with
+    must-revalidate. Pass ``lifetime=0`` for an entry stored without freshness (validator only).
+    """
+    if no_cache or request.revalidate:
+        return Decision.REVALIDATE
+    if request.max_age is not None and age > request.max_age:
+        return Decision.REVALIDATE
+    remaining = lifetime - age
+    if remaining > 0:
+        if request.min_fresh is None or remaining >= request.min_fresh:
+            return Decision.FRESH
+        return Decision.REVALIDATE
+    if must_revalidate or request.min_fresh is not None:
+        return Decision.REVALIDATE
+    if -remaining < stale_while_revalidate:
+        return Decision.REVALIDATE_IN_BACKGROUND
+    if request.max_stale is not None and -remaining <= request.max_stale:
+        return Decision.FRESH
+    return Decision.REVALIDATE
+
+
+def within_stale_if_error(
+    *, age: float, lifetime: float, stale_if_error: float, must_revalidate: bool, no_cache: bool
+) -> bool:
+    """Whether a stored response may stand in for an origin error (RFC 5861 §4).
+
+    The window is ``age < lifetime + stale_if_error``. A fresh response always may; must-revalidate forbids stale
+    ones (RFC 9111 §4.2.4), and no-cache forbids reuse without validation even while fresh.
+    """
+    if no_cache:
+        return False
+    return age < lifetime or (not must_revalidate and age < lifetime + stale_if_error)
+
+
+def invalidates(method: str, status: int) -> bool:
+    """RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI's entries."""
+    return method not in SAFE_METHODS and 200 <= status < 400

@@ -1,0 +1,178 @@
+"""From the app's response to a CacheEntry: records what went out, then applies RFC 9111's storage rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.types import Message, Send
+
+from slipstream.cache import policy
+from slipstream.cache.entry import CacheEntry
+from slipstream.cache.keys import vary_fields
+from slipstream.http.capture import IdentityCapture
+from slipstream.http.headers import RawHeaders
+
+# Never stored: hop-by-hop fields, and fields a cache recomputes.
+_NOT_STORED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"age",
+        b"surrogate-key",
+    }
+)
+SURROGATE_KEY = b"surrogate-key"
+
+
+class ResponseRecorder:
+    """Wraps ``send``: forwards the response (tagged MISS, Surrogate-Key removed) and keeps a copy of a complete one.
+
+    With ``hold`` (revalidating a stale entry) the start message is kept back: a 304, or a 5xx the cache may
+    answer with stale content, never reaches the client; anything else is forwarded as usual.
+    """
+
+    def __init__(
+        self, downstream: Send, status_header: bytes | None, *, hold: bool, serve_stale_on_error: bool, head: bool
+    ) -> None:
+        self.downstream = downstream
+        self.head = head
+        self.status_header = status_header
+        self.hold = hold
+        self.serve_stale_on_error = serve_stale_on_error
+        self.start: Message | None = None
+        self.body: bytes | None = None
+        self.swallowed = False  # the response was a 304 or an error the stale entry answers instead
+        self.forwarded = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            status: int = message["status"]
+            if self.hold and (status == 304 or (status >= 500 and self.serve_stale_on_error)):
+                self.swallowed = True
+                return
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != SURROGATE_KEY]
+            if self.status_header is not None:
+                headers.append((self.status_header, b"MISS"))
+            self.forwarded = True
+            await self.downstream({**message, "headers": headers})
+            return
+        if self.swallowed:
+            return
+        if message["type"] == "http.response.body" and self.body is None and not message.get("more_body", False):
+            self.body = message.get("body", b"")
+        elif message["type"] == "http.response.body":
+            self.body = b"" if self.body is None else self.body  # streamed: marks "not storable"
+            self.start = None
+        if self.head and message["type"] == "http.response.body":
+            # The app answered as for GET; the client asked for headers only.
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b""}
+        await self.downstream(message)
+
+
+def _fields(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    fields: dict[bytes, bytes] = {}
+    for key, value in headers:
+        name = key.lower()
+        fields[name] = fields[name] + b", " + value if name in fields else value
+    return fields
+
+
+def build_entry(
+    *,
+    recorder: ResponseRecorder,
+    capture: IdentityCapture,
+    request_headers: RawHeaders,
+    request_time: float,
+    response_time: float,
+    default_ttl: float | None,
+    allow_set_cookie: bool,
+    max_entry_bytes: int,
+    minimum_compress_size: int,
+) -> CacheEntry | None:
+    """The entry to store for a complete GET response, or None when RFC 9111 (or a size limit) says no."""
+    start, body = recorder.start, recorder.body
+    if start is None or body is None or recorder.swallowed:
+        return None
+    sent = _fields(start.get("headers", ()))
+    encoding = sent.get(b"content-encoding")
+    identity_start, identity_body = start, body
+    if capture.start is not None and capture.body is not None and encoding is not None:
+        identity_start, identity_body = capture.start, capture.body
+    if len(identity_body) + len(body) > max_entry_bytes:
+        return None
+    fields = _fields(identity_start.get("headers", ()))
+    request = _fields(request_headers)
+    response_cc = policy.parse_cache_control(fields.get(b"cache-control"))
+    lifetime = policy.freshness_lifetime(
+        response_cc, fields.get(b"date"), fields.get(b"expires"), default_ttl, response_time
+    )
+    status: int = start["status"]
+    last_modified = fields.get(b"last-modified")
+    etag = fields.get(b"etag")
+    refusal = policy.storable(
+        method="GET",
+        status=status,
+        request_cc=policy.parse_cache_control(request.get(b"cache-control")),
+        response_cc=response_cc,
+        has_authorization=b"authorization" in request,
+        has_set_cookie=b"set-cookie" in fields,
+        allow_set_cookie=allow_set_cookie,
+        vary=fields.get(b"vary"),
+        lifetime=lifetime,
+        has_validator=etag is not None or last_modified is not None,
+        has_expires=b"expires" in fields,
+    )
+    vary = vary_fields(v for k, v in identity_start.get("headers", ()) if k.lower() == b"vary")
+    # A validator alone (every response has one once ETags are generated) does not make a response worth
+    # storing: it needs explicit freshness, a route default, or an explicit no-cache ("store, but revalidate").
+    if refusal is not None or vary is None or (lifetime is None and not response_cc.no_cache):
+        return None
+    variants = {}
+    if identity_start is not start and encoding is not None:
+        variants[encoding.decode("latin-1").strip()] = body
+    return CacheEntry(
+        status=status,
+        headers=[(k, v) for k, v in identity_start.get("headers", ()) if k.lower() not in _NOT_STORED],
+        body=identity_body,
+        etag=etag,
+        last_modified=None if last_modified is None else policy.parse_http_date(last_modified),
+        response_time=response_time,
+        initial_age=policy.initial_age(fields.get(b"age"), fields.get(b"date"), request_time, response_time),
+        lifetime=lifetime or 0.0,
+        stale_while_revalidate=float(response_cc.stale_while_revalidate or 0),
+        stale_if_error=float(response_cc.stale_if_error or 0),
+        no_cache=response_cc.no_cache,
+        must_revalidate=response_cc.must_revalidate,
+        compressible=capture.compressible and len(identity_body) >= minimum_compress_size,
+        vary=vary,
+        tags=tuple(fields.get(SURROGATE_KEY, b"").decode("latin-1").split()),
+        variants=variants,
+    )
+
+
+def freshen(entry: CacheEntry, not_modified: Message, request_time: float, response_time: float) -> None:
+    """RFC 9111 §4.3.4: a 304 from the origin refreshes the stored entry's freshness fields."""
+    refreshed = _fields(not_modified.get("headers", ()))
+    updatable = (b"cache-control", b"expires", b"date", b"last-modified")
+    entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in updatable or k.lower() not in refreshed]
+    entry.headers.extend((name, refreshed[name]) for name in updatable if name in refreshed)
+    fields = _fields(entry.headers)
+    cc = policy.parse_cache_control(fields.get(b"cache-control"))
+    entry.lifetime = (
+        policy.freshness_lifetime(cc, fields.get(b"date"), fields.get(b"expires"), entry.lifetime, response_time) or 0.0
+    )
+    entry.response_time = response_time
+    entry.initial_age = policy.initial_age(refreshed.get(b"age"), fields.get(b"date"), request_time, response_time)
+    entry.no_cache, entry.must_revalidate = cc.no_cache, cc.must_revalidate
+    entry.stale_while_revalidate = float(cc.stale_while_revalidate or 0)
+    entry.stale_if_error = float(cc.stale_if_error or 0)

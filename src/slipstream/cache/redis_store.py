@@ -1,0 +1,344 @@
+"""The shared L2 tier in Redis: bytes in and out, every call guarded by a circuit breaker, never raising.
+
+Layout under `prefix`: one hash per primary key, ``e:{<xxh3-128 of the primary>}``, with fields ``@vary``
+(comma-joined Vary names), ``@url`` (the primary key) and ``@<secondary key>`` per variant; tag sets
+``t:<tag>`` and the index set ``urls`` hold entry key names; ``l:{<hash>}`` is the fill lock; pub/sub
+channel ``invalidate``. Each call touches one entry key or one set key per command, with the primary's
+hash in a ``{...}`` hash tag, so it also runs on `redis.asyncio.cluster.RedisCluster` (not tested here).
+The client must use ``decode_responses=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import suppress
+from typing import Any, TypeVar
+
+import xxhash
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from slipstream.cache.breaker import CircuitBreaker
+
+__all__ = ["InvalidationListener", "RedisStore"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+_BATCH = 500
+_MAX_BATCHES = 10_000  # 5 million keys per purge call: a bound, not an expected size
+
+# Resolve Vary on the server so a hit costs one round trip: the stored Vary names pick the ARGV headers.
+_GET = """
+local vary = redis.call('HGET', KEYS[1], '@vary')
+if not vary then return false end
+local headers = {}
+for i = 1, #ARGV, 2 do headers[ARGV[i]] = ARGV[i + 1] end
+local parts = {'@'}
+for name in string.gmatch(vary, '[^,]+') do parts[#parts + 1] = '\\n' .. name .. ':' .. (headers[name] or '') end
+return redis.call('HGET', KEYS[1], table.concat(parts))
+"""
+# ARGV: vary, url, field, data, ttl. A changed Vary makes every stored variant unreachable, so drop them.
+_PUT = """
+local old = redis.call('HGET', KEYS[1], '@vary')
+if old and old ~= ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], '@vary', ARGV[1], '@url', ARGV[2], ARGV[3], ARGV[4])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+return 1
+"""
+# ARGV: member, ttl. The set must outlive its longest-lived member; a set is one key, so cluster-safe.
+_ADD = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def _aclose(resource: Any) -> None:
+    # aclose() arrived in redis 5.0.1; close() is its deprecated alias there and the only name in 5.0.0.
+    with suppress(*_ERRORS):
+        await (getattr(resource, "aclose", None) or resource.close)()
+
+
+async def _batches(items: AsyncIterator[Any], size: int = _BATCH) -> AsyncIterator[list[Any]]:
+    batch: list[Any] = []
+    count = 0
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+            count += 1
+            if count >= _MAX_BATCHES:
+                return
+    if batch:
+        yield batch
+
+
+class RedisStore:
+    """Redis L2 cache tier: bytes in and out; errors open the breaker and read as a cache miss."""
+
+    def __init__(self, client: Redis, *, prefix: str = "slipstream:", breaker: CircuitBreaker | None = None) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self._urls = prefix + "urls"
+        self._channel = prefix + "invalidate"
+        self._get = client.register_script(_GET)
+        self._put = client.register_script(_PUT)
+        self._add = client.register_script(_ADD)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "slipstream:", timeout: float = 0.05, breaker: CircuitBreaker | None = None
+    ) -> RedisStore:
+        # No retries and short socket timeouts: the breaker, not the client, decides when to try again.
+        client = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client, prefix=prefix, breaker=breaker)
+
+    def entry_key(self, primary: str) -> str:
+        return f"{self.prefix}e:{{{xxhash.xxh3_128_hexdigest(primary.encode())}}}"
+
+    def lock_key(self, primary: str) -> str:
+        return f"{self.prefix}l:{{{xxhash.xxh3_128_hexdigest(primary.encode())}}}"
+
+    async def _guard(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
+        if not self.breaker.allow():
+            return default
+        try:
+            result = await operation()
+        except _ERRORS as exc:
+            self.breaker.record_failure()
+            logger.debug("redis call failed: %r", exc)
+            return default
+        self.breaker.record_success()
+        return result
+
+    async def get(self, primary: str, fields: Mapping[str, str]) -> bytes | None:
+        args = [part for item in fields.items() for part in item]
+        found = await self._guard(lambda: self._get(keys=[self.entry_key(primary)], args=args), None)
+        return found if isinstance(found, bytes) else None
+
+    async def put(
+        self, primary: str, vary: tuple[str, ...], secondary: str, data: bytes, ttl: float, tags: tuple[str, ...]
+    ) -> None:
+        """Store one variant for `ttl` seconds (rounded up; nothing is stored when `ttl` <= 0)."""
+        if ttl <= 0:
+            return
+        seconds = math.ceil(ttl)
+        key = self.entry_key(primary)
+        sets = [self._urls, *(self.prefix + "t:" + tag for tag in tags)]
+
+        async def write() -> None:
+            # One pipelined round trip of single-key scripts; EVALSHA directly, because a pipeline running
+            # Script objects first asks SCRIPT EXISTS, a second round trip on every put.
+            for attempt in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.evalsha(self._put.sha, 1, key, ",".join(vary), primary, "@" + secondary, data, seconds)
+                for set_key in sets:
+                    pipe.evalsha(self._add.sha, 1, set_key, key, seconds)
+                try:
+                    await pipe.execute()
+                    return
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    self._put.sha = await self.client.script_load(_PUT)
+                    self._add.sha = await self.client.script_load(_ADD)
+
+        await self._guard(write, None)
+
+    async def delete(self, primary: str) -> None:
+        key = self.entry_key(primary).encode()
+        await self._guard(lambda: self._delete_keys([key]), 0)
+
+    async def delete_prefix(self, url_prefix: str) -> int:
+        """Delete every entry whose primary key starts with `url_prefix`, SSCANning the `urls` index.
+
+        Index members whose entry has expired are pruned on the way, which keeps the index bounded.
+        """
+
+        wanted = url_prefix.encode()
+
+        async def purge() -> int:
+            removed = 0
+            async for batch in _batches(self.client.sscan_iter(self._urls, count=_BATCH)):
+                pipe = self.client.pipeline(transaction=False)
+                for key in batch:
+                    pipe.hget(key, "@url")
+                urls = await pipe.execute()
+                # Deleting an expired entry's name is a no-op DEL plus the SREM that prunes it from the index.
+                doomed = [key for key, url in zip(batch, urls, strict=True) if url is None or url.startswith(wanted)]
+                removed += await self._delete_keys(doomed)
+            return removed
+
+        return await self._guard(purge, 0)
+
+    async def purge_tags(self, tags: Iterable[str]) -> int:
+        async def purge() -> int:
+            removed = 0
+            for tag in set(tags):
+                tag_key = self.prefix + "t:" + tag
+                async for batch in _batches(self.client.sscan_iter(tag_key, count=_BATCH)):
+                    removed += await self._delete_keys(batch)
+                await self.client.delete(tag_key)
+            return removed
+
+        return await self._guard(purge, 0)
+
+    async def clear(self) -> int:
+        """Delete every key under the prefix (SCAN MATCH, in batches); returns the number of entries removed."""
+        pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in self.prefix) + "*"
+        entry_prefix = (self.prefix + "e:").encode()
+
+        async def purge() -> int:
+            removed = 0
+            async for batch in _batches(self.client.scan_iter(match=pattern, count=_BATCH)):
+                removed += await self._delete_keys(batch, counted=entry_prefix)
+            return removed
+
+        return await self._guard(purge, 0)
+
+    async def _delete_keys(self, keys: list[bytes], counted: bytes = b"") -> int:
+        """DEL each key and drop it from the index; returns how many keys starting with `counted` existed."""
+        if not keys:
+            return 0
+        # One DEL per key rather than one multi-key DEL: entries live in different cluster slots.
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        pipe.srem(self._urls, *keys)
+        deleted = (await pipe.execute())[:-1]
+        return sum(n for key, n in zip(keys, deleted, strict=True) if key.startswith(counted))
+
+    async def acquire_lock(self, primary: str, ttl: float) -> str | None:
+        """Take the cross-process fill lock for `ttl` seconds; None means not acquired, Redis down included."""
+        token = secrets.token_hex(16)
+        millis = max(1, math.ceil(ttl * 1000))
+        acquired = await self._guard(lambda: self.client.set(self.lock_key(primary), token, nx=True, px=millis), None)
+        return token if acquired else None
+
+    async def release_lock(self, primary: str, token: str) -> None:
+        await self._guard(lambda: self._release(keys=[self.lock_key(primary)], args=[token]), 0)
+
+    async def wait_for(
+        self, primary: str, fields: Mapping[str, str], timeout: float, interval: float = 0.02
+    ) -> bytes | None:
+        """Poll for the entry another process is filling; None on timeout, when the lock goes, or Redis fails."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        interval = max(interval, 0.001)
+        for _ in range(max(1, math.ceil(timeout / interval)) + 1):
+            data = await self.get(primary, fields)
+            if data is not None:
+                return data
+            # A failed EXISTS reads as "lock gone", so an unreachable Redis ends the wait at once.
+            if not await self._guard(lambda: self.client.exists(self.lock_key(primary)), 0):
+                return await self.get(primary, fields)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(interval, remaining))
+        return None
+
+    async def publish(self, message: str) -> None:
+        await self._guard(lambda: self.client.publish(self._channel, message), 0)
+
+    def listener(self, on_message: Callable[[str], Awaitable[None] | None]) -> InvalidationListener:
+        return InvalidationListener(self.client, on_message, prefix=self.prefix)
+
+    async def ping(self) -> bool:
+        return bool(await self._guard(lambda: self.client.ping(), False))
+
+    async def close(self) -> None:
+        await _aclose(self.client)
+
+
+class InvalidationListener:
+    """Background subscriber to the invalidation channel that resubscribes with capped backoff."""
+
+    def __init__(
+        self,
+        client: Redis,
+        on_message: Callable[[str], Awaitable[None] | None],
+        *,
+        prefix: str = "slipstream:",
+        initial_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        poll_timeout: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.channel = prefix + "invalidate"
+        self.reconnects = 0
+        self.subscribed = False
+        self._on_message = on_message
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._poll_timeout = poll_timeout
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="slipstream-invalidation")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        # Runs until stop() cancels it; each failure costs one bounded sleep before resubscribing.
+        backoff = self._initial_backoff
+        failed = False
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.subscribed = True
+                if failed:
+                    self.reconnects += 1
+                    failed = False
+                backoff = self._initial_backoff
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._poll_timeout)
+                    if message is not None and message["type"] == "message":
+                        await self._deliver(message["data"])
+            except Exception as exc:
+                logger.warning("invalidation listener lost its subscription: %r", exc)
+                failed = True
+            finally:
+                self.subscribed = False
+                await _aclose(pubsub)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+
+    async def _deliver(self, data: bytes | str) -> None:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        try:
+            result = self._on_message(text)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            # A broken callback must not cost the subscription: log it and keep listening.
+            logger.exception("invalidation callback failed for %r", text)

@@ -1,0 +1,175 @@
+"""ResponseCache: the L1 memory tier in front of an optional Redis L2, with purges that reach every instance."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+from slipstream.cache.coalescing import SingleFlight
+from slipstream.cache.entry import CacheEntry, deserialise, serialise
+from slipstream.cache.keys import request_fields, secondary_key
+from slipstream.cache.memory import MemoryStore
+from slipstream.config import Settings
+
+if TYPE_CHECKING:
+    from slipstream.cache.redis_store import InvalidationListener, RedisStore
+
+logger = logging.getLogger("slipstream.cache")
+Headers = Iterable[tuple[bytes, bytes]]
+
+
+class ResponseCache:
+    """Shared by the cache middleware and ``@cached``; purge methods act on every process sharing the Redis."""
+
+    def __init__(
+        self,
+        memory: MemoryStore,
+        redis: RedisStore | None = None,
+        *,
+        revalidation_grace: float = 300.0,
+        coalesce_timeout: float = 5.0,
+    ) -> None:
+        self.memory = memory
+        self.redis = redis
+        self.revalidation_grace = revalidation_grace
+        self.coalesce_timeout = coalesce_timeout
+        self.origin = uuid.uuid4().hex  # lets this process ignore its own invalidation broadcasts
+        self.flights = SingleFlight()
+        self._listener: InvalidationListener | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.refreshing: set[str] = set()  # keys with a stale-while-revalidate refresh under way
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResponseCache:
+        redis = None
+        if settings.cache_redis_url:
+            from slipstream.cache.redis_store import RedisStore
+
+            redis = RedisStore.from_url(
+                settings.cache_redis_url, prefix=settings.cache_redis_prefix, timeout=settings.cache_redis_timeout
+            )
+        return cls(
+            MemoryStore(settings.cache_memory_bytes),
+            redis,
+            revalidation_grace=settings.cache_revalidation_grace,
+            coalesce_timeout=settings.cache_coalesce_timeout,
+        )
+
+    async def lookup(self, primary: str, headers: Headers) -> tuple[CacheEntry, str] | None:
+        """The stored entry for this request and the tier that had it ("l1" or "l2"), or None."""
+        self._ensure_listener()
+        headers = list(headers)
+        vary = self.memory.vary_of(primary)
+        if vary is not None:
+            entry = self.memory.get(primary, request_fields(headers, vary))
+            if entry is not None:
+                return entry, "l1"
+        if self.redis is None:
+            return None
+        fields = request_fields(headers)
+        data = await self.redis.get(primary, fields)
+        if data is None:
+            return None
+        try:
+            entry = deserialise(data)
+        except ValueError:
+            logger.warning("ignoring an unreadable cache entry for %s", primary)
+            return None
+        self.memory.put(primary, entry, secondary_key(entry.vary, fields), entry.storage_ttl(self.revalidation_grace))
+        return entry, "l2"
+
+    async def store(self, primary: str, entry: CacheEntry, headers: Headers) -> None:
+        secondary = secondary_key(entry.vary, request_fields(headers, entry.vary))
+        ttl = entry.storage_ttl(self.revalidation_grace)
+        self.memory.put(primary, entry, secondary, ttl)
+        if self.redis is not None:
+            await self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags)
+
+    def add_variant(self, primary: str, entry: CacheEntry, coding: str, data: bytes, headers: Headers) -> None:
+        """Keep an encoding filled on demand, here and (in the background) in Redis."""
+        self.memory.add_variant(primary, entry, coding, data)
+        if self.redis is not None:
+            secondary = secondary_key(entry.vary, request_fields(headers, entry.vary))
+            ttl = entry.storage_ttl(self.revalidation_grace)
+            self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags))
+
+    @contextlib.asynccontextmanager
+    async def fill(self, primary: str, headers: Headers) -> AsyncIterator[bool]:
+        """Coalesce misses: yields True to the one request (per cluster, with Redis) that should call the app.
+
+        Others wait, bounded, and get False: they should look the cache up again, then call the app if still missing.
+        """
+        async with self.flights.lead(primary, self.coalesce_timeout) as leader:
+            if not leader or self.redis is None:
+                yield leader
+                return
+            token = await self.redis.acquire_lock(primary, self.coalesce_timeout)
+            if token is None:  # another process fills it, or Redis is down and wait_for returns at once
+                await self.redis.wait_for(primary, request_fields(headers), self.coalesce_timeout)
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                if token is not None:
+                    await self.redis.release_lock(primary, token)
+
+    async def purge_url(self, primary: str) -> int:
+        return await self._purge("url", primary, self.memory.delete(primary), lambda r: r.delete(primary))
+
+    async def purge_prefix(self, prefix: str) -> int:
+        local = self.memory.delete_prefix(prefix)
+        return await self._purge("prefix", prefix, local, lambda r: r.delete_prefix(prefix))
+
+    async def purge_tags(self, *tags: str) -> int:
+        local = self.memory.purge_tags(tags)
+        return await self._purge("tag", ",".join(tags), local, lambda r: r.purge_tags(tags))
+
+    async def purge_all(self) -> int:
+        return await self._purge("all", "", self.memory.clear(), lambda r: r.clear())
+
+    async def _purge(self, kind: str, argument: str, local: int, remote: Any) -> int:
+        if self.redis is None:
+            return int(local)
+        removed = await remote(self.redis)
+        await self.redis.publish(f"{kind} {self.origin} {argument}")
+        return max(int(local), int(removed or 0))
+
+    def on_invalidation(self, message: str) -> None:
+        """Apply a purge broadcast by another process to this process's memory tier."""
+        kind, _, rest = message.partition(" ")
+        origin, _, argument = rest.partition(" ")
+        if origin == self.origin:
+            return
+        if kind == "url":
+            self.memory.delete(argument)
+        elif kind == "prefix":
+            self.memory.delete_prefix(argument)
+        elif kind == "tag":
+            self.memory.purge_tags(argument.split(","))
+        elif kind == "all":
+            self.memory.clear()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background, keeping a reference so it is not collected mid-flight."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ensure_listener(self) -> None:
+        if self.redis is not None and self._listener is None:
+            self._listener = self.redis.listener(self.on_invalidation)
+            self._listener.start()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self.redis is not None:
+            await self.redis.close()

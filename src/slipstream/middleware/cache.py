@@ -1,0 +1,279 @@
+"""CacheMiddleware: a shared HTTP cache (RFC 9111) in front of the app, with L1 memory and optional Redis L2."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from slipstream.cache import policy
+from slipstream.cache.entry import CacheEntry
+from slipstream.cache.keys import QueryNormaliser, primary_key
+from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
+from slipstream.cache.response_cache import ResponseCache
+from slipstream.cache.serving import EntryResponder
+from slipstream.config import Settings
+from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
+from slipstream.http.headers import RawHeaders, request_header
+from slipstream.http.preconditions import CONDITIONAL_HEADERS
+
+_VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
+
+
+class CacheMiddleware:
+    """Serves stored responses without calling the app; stores what RFC 9111 lets a shared cache store."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings | None = None,
+        cache: ResponseCache | None = None,
+        route_ttls: tuple[str, ...] | None = None,
+        exclude_paths: tuple[str, ...] | None = None,
+        ignore_query_params: tuple[str, ...] | None = None,
+        status_header: str | None = None,
+        honour_client_no_cache: bool | None = None,
+        allow_set_cookie: bool | None = None,
+        max_entry_bytes: int | None = None,
+    ) -> None:
+        s = (settings or Settings()).with_options(
+            "cache_",
+            route_ttls=route_ttls,
+            exclude_paths=exclude_paths,
+            ignore_query_params=ignore_query_params,
+            status_header=status_header,
+            honour_client_no_cache=honour_client_no_cache,
+            allow_set_cookie=allow_set_cookie,
+            max_entry_bytes=max_entry_bytes,
+        )
+        self.app = app
+        self.cache = cache or ResponseCache.from_settings(s)
+        self.settings = s
+        self.status_header = s.cache_status_header.lower().encode("latin-1") or None
+        self.responder = EntryResponder(s, self.status_header)
+        self.normalise_query = QueryNormaliser(s.cache_ignore_query_params)
+        self.route_ttls: list[tuple[Callable[[str], object], float]] = []
+        for route in s.cache_route_ttls:
+            pattern, _, seconds = route.rpartition("=")
+            self.route_ttls.append((re.compile(pattern).match, float(seconds)))
+        paths = s.cache_exclude_paths
+        self.excluded_path = re.compile("|".join(f"(?:{p})" for p in paths)).match if paths else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        if self.excluded_path is not None and self.excluded_path(scope["path"]):
+            await self.app(scope, receive, self._tagged(send, b"BYPASS"))
+            return
+        if method not in ("GET", "HEAD"):
+            await self._unsafe(scope, receive, send)
+            return
+        headers: RawHeaders = scope["headers"]
+        request = policy.request_directives(
+            request_header(headers, b"cache-control"),
+            request_header(headers, b"pragma"),
+            self.settings.cache_honour_client_no_cache,
+        )
+        if request.no_store:
+            await self.app(scope, receive, self._tagged(send, b"BYPASS"))
+            return
+        primary = primary_key(scope, self.normalise_query)
+        found = await self.cache.lookup(primary, headers)
+        if found is None:
+            if request.only_if_cached:
+                await _gateway_timeout(send)
+                return
+            async with self.cache.fill(primary, headers) as leader:
+                if not leader:
+                    found = await self.cache.lookup(primary, headers)
+                if found is None:
+                    await self._fetch(scope, receive, send, primary, None)
+                    return
+        entry = found[0]
+        now = time.time()
+        age = entry.age(now)
+        decision = policy.classify(
+            age=age,
+            lifetime=entry.lifetime,
+            stale_while_revalidate=entry.stale_while_revalidate,
+            must_revalidate=entry.must_revalidate,
+            no_cache=entry.no_cache,
+            request=request,
+        )
+        if decision is policy.Decision.FRESH:
+            await self._serve(send, scope, primary, entry, "HIT", age)
+        elif decision is policy.Decision.REVALIDATE_IN_BACKGROUND:
+            self._refresh_in_background(scope, primary, entry)
+            await self._serve(send, scope, primary, entry, "STALE", age)
+        elif request.only_if_cached:
+            await _gateway_timeout(send)
+        else:
+            await self._fetch(scope, receive, send, primary, entry)
+
+    async def _serve(self, send: Send, scope: Scope, primary: str, entry: CacheEntry, outcome: str, age: float) -> None:
+        headers: RawHeaders = scope["headers"]
+
+        def keep_variant(entry: CacheEntry, coding: str, body: bytes) -> None:
+            self.cache.add_variant(primary, entry, coding, body, headers)
+
+        await self.responder.send(
+            send,
+            entry,
+            method=scope["method"],
+            request_headers=headers,
+            outcome=outcome,
+            age=age,
+            keep_variant=keep_variant,
+        )
+
+    async def _fetch(self, scope: Scope, receive: Receive, send: Send, primary: str, stale: CacheEntry | None) -> None:
+        """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored."""
+        capture = IdentityCapture()
+        inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
+        serve_stale_on_error = stale is not None and policy.within_stale_if_error(
+            age=stale.age(time.time()),
+            lifetime=stale.lifetime,
+            stale_if_error=stale.stale_if_error,
+            must_revalidate=stale.must_revalidate,
+            no_cache=stale.no_cache,
+        )
+        # HEAD runs as GET, so a HEAD miss fills the entry the next GET (or HEAD) is served from.
+        inner["method"] = "GET"
+        if stale is not None:
+            inner["headers"] = _with_validators(scope["headers"], stale)
+        recorder = ResponseRecorder(
+            send,
+            self.status_header,
+            hold=stale is not None,
+            serve_stale_on_error=serve_stale_on_error,
+            head=scope["method"] == "HEAD",
+        )
+        request_time = time.time()
+        try:
+            await self.app(inner, receive, recorder.send)
+        except Exception:
+            if not (serve_stale_on_error and not recorder.forwarded and stale is not None):
+                raise
+            await self._serve(send, scope, primary, stale, "STALE", stale.age(time.time()))
+            return
+        response_time = time.time()
+        if stale is not None and recorder.swallowed and recorder.start is not None:
+            if recorder.start["status"] == 304:
+                freshen(stale, recorder.start, request_time, response_time)
+                await self.cache.store(primary, stale, scope["headers"])
+                await self._serve(send, scope, primary, stale, "HIT", stale.age(response_time))
+            else:
+                await self._serve(send, scope, primary, stale, "STALE", stale.age(response_time))
+            return
+        entry = build_entry(
+            recorder=recorder,
+            capture=capture,
+            request_headers=scope["headers"],
+            request_time=request_time,
+            response_time=response_time,
+            default_ttl=self._default_ttl(scope["path"]),
+            allow_set_cookie=self.settings.cache_allow_set_cookie,
+            max_entry_bytes=self.settings.cache_max_entry_bytes,
+            minimum_compress_size=self.settings.compression_minimum_size,
+        )
+        if entry is not None:
+            await self.cache.store(primary, entry, scope["headers"])
+
+    def _refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
+        """stale-while-revalidate: refresh once, off the request, while stale copies are served."""
+        key = "refresh " + primary
+        if key in self.cache.refreshing:
+            return
+        self.cache.refreshing.add(key)
+        finished = False
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""} if not finished else {"type": "http.disconnect"}
+
+        async def discard(message: Message) -> None:
+            return None
+
+        async def refresh() -> None:
+            nonlocal finished
+            try:
+                await self._fetch(scope, receive, discard, primary, entry)
+            finally:
+                finished = True
+                self.cache.refreshing.discard(key)
+
+        self.cache.spawn(refresh())
+
+    def _default_ttl(self, path: str) -> float | None:
+        for match, seconds in self.route_ttls:
+            if match(path):
+                return seconds
+        return None
+
+    async def _unsafe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Unsafe methods go to the app; a success invalidates the target URI (and Location / Content-Location)."""
+        status = 0
+        locations: list[bytes] = []
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                locations.extend(v for k, v in message.get("headers", ()) if k in (b"location", b"content-location"))
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if policy.invalidates(scope["method"], status):
+            target = primary_key(scope, self.normalise_query)
+            await self.cache.purge_url(target)
+            origin = target.split("/", 3)[:3]
+            for location in locations:
+                text = location.decode("latin-1")
+                url = "/".join(origin) + text if text.startswith("/") else text
+                if url.split("/", 3)[:3] == origin:
+                    await self.cache.purge_url(url)
+
+    def _tagged(self, send: Send, outcome: bytes) -> Send:
+        if self.status_header is None:
+            return send
+        header = (self.status_header, outcome)
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        return tagged
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def on_shutdown(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.cache.close()
+            await send(message)
+
+        return on_shutdown
+
+
+def _with_validators(headers: RawHeaders, stale: CacheEntry) -> RawHeaders:
+    """The client's request with its own preconditions replaced by the stored entry's validators."""
+    rebuilt = [(k, v) for k, v in headers if k not in _VALIDATION_DROPS]
+    if stale.etag is not None:
+        rebuilt.append((b"if-none-match", stale.etag))
+    for key, value in stale.headers:
+        if key.lower() == b"last-modified":
+            rebuilt.append((b"if-modified-since", value))
+    return rebuilt
+
+
+async def _gateway_timeout(send: Send) -> None:
+    body = b"Gateway Timeout: not in cache (only-if-cached)\n"
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 504, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
