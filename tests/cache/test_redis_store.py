@@ -33,7 +33,7 @@ async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
 async def raw(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_server.url)
     yield client
-    await client.aclose()
+    await (getattr(client, "aclose", None) or client.close)()  # redis 5.0.0 has only close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:

@@ -284,7 +284,7 @@ class InvalidationListener:
         prefix: str = "slipstream:",
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
-        poll_timeout: float = 1.0,
+        poll_timeout: float = 0.25,
     ) -> None:
         self.client = client
         self.channel = prefix + "invalidate"
@@ -295,23 +295,27 @@ class InvalidationListener:
         self._max_backoff = max_backoff
         self._poll_timeout = poll_timeout
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name="slipstream-invalidation")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        self._stopping = True
+        task.cancel()
+        # redis-py's get_message can swallow a cancellation; the stop flag then ends the loop at the next poll.
+        await asyncio.wait({task}, timeout=self._poll_timeout + 1.0)
 
     async def _run(self) -> None:
         # Runs until stop() cancels it; each failure costs one bounded sleep before resubscribing.
         backoff = self._initial_backoff
         failed = False
-        while True:
+        while not self._stopping:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
@@ -320,7 +324,7 @@ class InvalidationListener:
                     self.reconnects += 1
                     failed = False
                 backoff = self._initial_backoff
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._poll_timeout)
                     if message is not None and message["type"] == "message":
                         await self._deliver(message["data"])

@@ -59,15 +59,19 @@ class ResponseCache:
             coalesce_timeout=settings.cache_coalesce_timeout,
         )
 
+    def lookup_memory(self, primary: str, headers: Headers) -> tuple[CacheEntry, str] | None:
+        vary = self.memory.vary_of(primary)
+        if vary is None:
+            return None
+        entry = self.memory.get(primary, request_fields(headers, vary))
+        return None if entry is None else (entry, "l1")
+
     async def lookup(self, primary: str, headers: Headers) -> tuple[CacheEntry, str] | None:
         """The stored entry for this request and the tier that had it ("l1" or "l2"), or None."""
+        return self.lookup_memory(primary, headers) or await self._lookup_redis(primary, headers)
+
+    async def _lookup_redis(self, primary: str, headers: Headers) -> tuple[CacheEntry, str] | None:
         self._ensure_listener()
-        headers = list(headers)
-        vary = self.memory.vary_of(primary)
-        if vary is not None:
-            entry = self.memory.get(primary, request_fields(headers, vary))
-            if entry is not None:
-                return entry, "l1"
         if self.redis is None:
             return None
         fields = request_fields(headers)
@@ -98,25 +102,31 @@ class ResponseCache:
             self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags))
 
     @contextlib.asynccontextmanager
-    async def fill(self, primary: str, headers: Headers) -> AsyncIterator[bool]:
-        """Coalesce misses: yields True to the one request (per cluster, with Redis) that should call the app.
+    async def fill(self, primary: str, headers: Headers) -> AsyncIterator[tuple[CacheEntry, str] | None]:
+        """After a memory miss: yields an entry found meanwhile, or None when the caller should call the app.
 
-        Others wait, bounded, and get False: they should look the cache up again, then call the app if still missing.
+        Concurrent misses in this process wait for the first (bounded); only that one asks Redis and, on a
+        miss there too, takes the cross-process lock, so a cold key costs one app call per cluster.
         """
+        headers = list(headers)
         async with self.flights.lead(primary, self.coalesce_timeout) as leader:
-            if not leader or self.redis is None:
-                yield leader
+            if not leader:
+                yield self.lookup_memory(primary, headers)
+                return
+            found = await self._lookup_redis(primary, headers)
+            if found is not None or self.redis is None:
+                yield found
                 return
             token = await self.redis.acquire_lock(primary, self.coalesce_timeout)
             if token is None:  # another process fills it, or Redis is down and wait_for returns at once
-                await self.redis.wait_for(primary, request_fields(headers), self.coalesce_timeout)
-                yield False
+                if await self.redis.wait_for(primary, request_fields(headers), self.coalesce_timeout) is not None:
+                    found = await self._lookup_redis(primary, headers)
+                yield found
                 return
             try:
-                yield True
+                yield None
             finally:
-                if token is not None:
-                    await self.redis.release_lock(primary, token)
+                await self.redis.release_lock(primary, token)
 
     async def purge_url(self, primary: str) -> int:
         return await self._purge("url", primary, self.memory.delete(primary), lambda r: r.delete(primary))

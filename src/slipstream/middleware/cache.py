@@ -86,16 +86,14 @@ class CacheMiddleware:
             await self.app(scope, receive, self._tagged(send, b"BYPASS"))
             return
         primary = primary_key(scope, self.normalise_query)
-        found = await self.cache.lookup(primary, headers)
+        found = self.cache.lookup_memory(primary, headers)
         if found is None:
-            if request.only_if_cached:
-                await _gateway_timeout(send)
-                return
-            async with self.cache.fill(primary, headers) as leader:
-                if not leader:
-                    found = await self.cache.lookup(primary, headers)
+            async with self.cache.fill(primary, headers) as found:
                 if found is None:
-                    await self._fetch(scope, receive, send, primary, None)
+                    if request.only_if_cached:
+                        await _gateway_timeout(send)
+                    else:
+                        await self._fetch(scope, receive, send, primary, None)
                     return
         entry = found[0]
         now = time.time()
