@@ -1,5 +1,6 @@
 """slipstream: drop-in ASGI middleware for Starlette and FastAPI."""
 
+from slipstream.cache.decorator import cached
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.config import Settings
 from slipstream.middleware.cache import CacheMiddleware
@@ -14,6 +15,7 @@ __all__ = [
     "Installation",
     "ResponseCache",
     "Settings",
+    "cached",
     "install",
 ]
 __version__ = "0.1.0"

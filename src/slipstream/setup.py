@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
+from slipstream.cache.decorator import set_default_cache
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.config import Settings
 from slipstream.middleware.cache import CacheMiddleware
@@ -38,4 +39,5 @@ def install(app: Starlette, settings: Settings | None = None) -> Installation:
         cache = ResponseCache.from_settings(settings)
         app.add_middleware(CacheMiddleware, settings=settings, cache=cache)
         app.state.slipstream_cache = cache
+        set_default_cache(cache)
     return Installation(settings, cache)

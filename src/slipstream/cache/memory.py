@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -30,85 +31,95 @@ class MemoryStore:
         self.evictions = 0
         self._resources: OrderedDict[str, _Resource] = OrderedDict()
         self._tags: dict[str, set[str]] = {}
+        # Sync code (``@cached`` plain functions in worker threads) shares the store with the event loop.
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return sum(len(resource.entries) for resource in self._resources.values())
 
     def vary_of(self, primary: str) -> tuple[str, ...] | None:
-        resource = self._resources.get(primary)
-        return None if resource is None else resource.vary
+        with self._lock:
+            resource = self._resources.get(primary)
+            return None if resource is None else resource.vary
 
     def get(self, primary: str, fields: Mapping[str, str]) -> CacheEntry | None:
-        resource = self._resources.get(primary)
-        if resource is None:
-            return None
-        secondary = secondary_key(resource.vary, fields)
-        found = resource.entries.get(secondary)
-        if found is None:
-            return None
-        entry, expires_at = found
-        if expires_at <= self.clock():
-            self._drop_entry(primary, resource, secondary)
-            return None
-        self._resources.move_to_end(primary)
-        return entry
+        with self._lock:
+            resource = self._resources.get(primary)
+            if resource is None:
+                return None
+            secondary = secondary_key(resource.vary, fields)
+            found = resource.entries.get(secondary)
+            if found is None:
+                return None
+            entry, expires_at = found
+            if expires_at <= self.clock():
+                self._drop_entry(primary, resource, secondary)
+                return None
+            self._resources.move_to_end(primary)
+            return entry
 
     def put(self, primary: str, entry: CacheEntry, secondary: str, ttl: float) -> bool:
         """Store ``entry``; False when it alone is larger than the whole budget."""
-        size = entry.size() + len(primary) + len(secondary)
-        if size > self.max_bytes:
-            return False
-        resource = self._resources.get(primary)
-        if resource is not None and resource.vary != entry.vary:
-            self.delete(primary)  # a new Vary makes the old variants unreachable
-            resource = None
-        if resource is None:
-            resource = self._resources[primary] = _Resource(entry.vary)
-        else:
-            self._drop_entry(primary, resource, secondary, keep_empty=True)
-            self._resources.move_to_end(primary)
-        resource.entries[secondary] = (entry, self.clock() + ttl)
-        resource.size += size
-        self.bytes += size
-        for tag in entry.tags:
-            self._tags.setdefault(tag, set()).add(primary)
-        self._evict(keep=primary)
-        return primary in self._resources
+        with self._lock:
+            size = entry.size() + len(primary) + len(secondary)
+            if size > self.max_bytes:
+                return False
+            resource = self._resources.get(primary)
+            if resource is not None and resource.vary != entry.vary:
+                self.delete(primary)  # a new Vary makes the old variants unreachable
+                resource = None
+            if resource is None:
+                resource = self._resources[primary] = _Resource(entry.vary)
+            else:
+                self._drop_entry(primary, resource, secondary, keep_empty=True)
+                self._resources.move_to_end(primary)
+            resource.entries[secondary] = (entry, self.clock() + ttl)
+            resource.size += size
+            self.bytes += size
+            for tag in entry.tags:
+                self._tags.setdefault(tag, set()).add(primary)
+            self._evict(keep=primary)
+            return primary in self._resources
 
     def add_variant(self, primary: str, entry: CacheEntry, coding: str, data: bytes) -> None:
         """Attach an encoded body filled on demand, accounting for its bytes (and evicting if need be)."""
-        if coding in entry.variants:
-            return
-        entry.variants[coding] = data
-        resource = self._resources.get(primary)
-        if resource is not None and any(stored is entry for stored, _ in resource.entries.values()):
-            added = len(data) + HEADER_OVERHEAD
-            resource.size += added
-            self.bytes += added
-            self._evict(keep=primary)
+        with self._lock:
+            if coding in entry.variants:
+                return
+            entry.variants[coding] = data
+            resource = self._resources.get(primary)
+            if resource is not None and any(stored is entry for stored, _ in resource.entries.values()):
+                added = len(data) + HEADER_OVERHEAD
+                resource.size += added
+                self.bytes += added
+                self._evict(keep=primary)
 
     def delete(self, primary: str) -> bool:
-        resource = self._resources.pop(primary, None)
-        if resource is None:
-            return False
-        self.bytes -= resource.size
-        for entry, _ in resource.entries.values():
-            self._untag(primary, entry.tags)
-        return True
+        with self._lock:
+            resource = self._resources.pop(primary, None)
+            if resource is None:
+                return False
+            self.bytes -= resource.size
+            for entry, _ in resource.entries.values():
+                self._untag(primary, entry.tags)
+            return True
 
     def delete_prefix(self, prefix: str) -> int:
-        return sum(self.delete(primary) for primary in [p for p in self._resources if p.startswith(prefix)])
+        with self._lock:
+            return sum(self.delete(primary) for primary in [p for p in self._resources if p.startswith(prefix)])
 
     def purge_tags(self, tags: Iterable[str]) -> int:
-        primaries = set().union(*(self._tags.get(tag, set()) for tag in tags))
-        return sum(self.delete(primary) for primary in primaries)
+        with self._lock:
+            primaries = set().union(*(self._tags.get(tag, set()) for tag in tags))
+            return sum(self.delete(primary) for primary in primaries)
 
     def clear(self) -> int:
-        count = len(self._resources)
-        self._resources.clear()
-        self._tags.clear()
-        self.bytes = 0
-        return count
+        with self._lock:
+            count = len(self._resources)
+            self._resources.clear()
+            self._tags.clear()
+            self.bytes = 0
+            return count
 
     def _evict(self, keep: str) -> None:
         while self.bytes > self.max_bytes and self._resources:

@@ -1,0 +1,125 @@
+"""``@cached``: the response cache's stores and coalescing, for values an app computes."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar, cast
+
+import xxhash
+
+from slipstream.cache.entry import CacheEntry
+from slipstream.cache.response_cache import ResponseCache
+from slipstream.config import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_JSON = (b"content-type", b"application/json")
+_default: ResponseCache | None = None
+_default_lock = threading.Lock()
+
+
+def set_default_cache(cache: ResponseCache | None) -> None:
+    """The cache ``@cached`` uses when none is given; ``slipstream.install`` sets it to the app's."""
+    global _default
+    _default = cache
+
+
+def default_cache() -> ResponseCache:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = ResponseCache.from_settings(Settings.from_env())
+        return _default
+
+
+def function_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A key from the function's name and its arguments (JSON, with ``str`` for what JSON cannot hold)."""
+    arguments = json.dumps([args, kwargs], sort_keys=True, default=str, separators=(",", ":"))
+    return f"fn:{name}:{xxhash.xxh3_128_hexdigest(arguments.encode())}"
+
+
+def _entry(value: Any, ttl: float, tags: tuple[str, ...]) -> CacheEntry:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return CacheEntry(200, [_JSON], body, None, None, time.time(), 0.0, float(ttl), tags=tags)
+
+
+def _fresh_value(found: tuple[CacheEntry, str] | None) -> tuple[bool, Any]:
+    if found is None or found[0].age(time.time()) >= found[0].lifetime:
+        return False, None
+    return True, json.loads(found[0].body)
+
+
+def cached(
+    ttl: float, *, tags: Iterable[str] = (), cache: ResponseCache | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Cache a function's result for ``ttl`` seconds, keyed by its arguments; purge with ``cache.purge_tags``.
+
+    Results go through JSON (never pickle: a value read from Redis cannot run code), so they must be
+    JSON-serialisable, and a hit returns what JSON gives back (lists for tuples, for instance).
+    Coroutine functions use both tiers and coalesce concurrent calls across processes; plain functions
+    use the in-process tier, with concurrent calls in threads coalesced by a per-key lock.
+    """
+    tag_tuple = tuple(tags)
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        name = f"{function.__module__}.{function.__qualname__}"
+        if inspect.iscoroutinefunction(function):
+            return cast(Callable[P, R], _wrap_async(function, name, ttl, tag_tuple, cache))
+        return _wrap_sync(function, name, ttl, tag_tuple, cache)
+
+    return decorate
+
+
+def _wrap_async(
+    function: Callable[P, Awaitable[Any]], name: str, ttl: float, tags: tuple[str, ...], cache: ResponseCache | None
+) -> Callable[P, Awaitable[Any]]:
+    @functools.wraps(function)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        store = cache or default_cache()
+        key = function_key(name, args, kwargs)
+        hit, value = _fresh_value(store.lookup_memory(key, ()))
+        if hit:
+            return value
+        async with store.fill(key, ()) as found:
+            hit, value = _fresh_value(found)
+            if hit:
+                return value
+            value = await function(*args, **kwargs)
+            await store.store(key, _entry(value, ttl, tags), ())
+            return value
+
+    return wrapper
+
+
+def _wrap_sync(
+    function: Callable[P, R], name: str, ttl: float, tags: tuple[str, ...], cache: ResponseCache | None
+) -> Callable[P, R]:
+    locks: dict[str, threading.Lock] = {}
+    guard = threading.Lock()
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = cache or default_cache()
+        key = function_key(name, args, kwargs)
+        with guard:
+            lock = locks.setdefault(key, threading.Lock())
+        try:
+            with lock:
+                hit, value = _fresh_value(store.lookup_memory(key, ()))
+                if hit:
+                    return cast(R, value)
+                result = function(*args, **kwargs)
+                entry = _entry(result, ttl, tags)
+                store.memory.put(key, entry, "", entry.storage_ttl(0.0))
+                return result
+        finally:
+            with guard:
+                if not lock.locked():
+                    locks.pop(key, None)
+
+    return wrapper
