@@ -1,0 +1,92 @@
+"""Two app processes (real uvicorn) sharing one real Redis: one app call per cluster, purges reach both."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import redis
+
+from tests.redis_server import RedisServer
+from tests.support import free_port
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def two_instances(redis_server: RedisServer) -> Iterator[list[str]]:
+    env = {**os.environ, "SLIPSTREAM_CACHE_REDIS_URL": redis_server.url, "PYTHONPATH": str(ROOT)}
+    ports = [free_port(), free_port()]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tests.cache.shared_app:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        for port in ports
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        deadline = time.monotonic() + 20
+        for url in urls:
+            while True:
+                try:
+                    httpx.get(url + "/missing", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the app processes did not start") from None
+                    time.sleep(0.05)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
+
+async def test_one_app_call_per_cluster_and_purges_reach_every_process(
+    redis_server: RedisServer, two_instances: list[str]
+) -> None:
+    statuses: list[str] = []
+    # Behind a load balancer every instance sees the same Host: the cache key is the public URL.
+    async with httpx.AsyncClient(timeout=10, headers={"host": "app.example"}) as client:
+
+        async def fetch(url: str) -> None:
+            response = await client.get(url + "/report", headers={"accept-encoding": "br"})
+            assert response.status_code == 200 and response.text == "the report " * 200
+            statuses.append(response.headers["x-cache"])
+
+        async with anyio.create_task_group() as tg:
+            for index in range(40):
+                tg.start_soon(fetch, two_instances[index % 2])
+        counter = redis.Redis.from_url(redis_server.url)
+        assert int(counter.get("test:app-calls") or 0) == 1
+        assert statuses.count("MISS") == 1
+        for url in two_instances:
+            assert (await client.get(url + "/report")).headers["x-cache"] == "HIT"
+
+        purged = await client.post(two_instances[0] + "/purge/report")
+        assert purged.status_code == 200
+        await anyio.sleep(0.3)  # the broadcast reaches the other process's memory tier
+        after = await client.get(two_instances[1] + "/report")
+        assert after.headers["x-cache"] == "MISS"
+        assert int(counter.get("test:app-calls") or 0) == 2
+        counter.close()
