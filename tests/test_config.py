@@ -61,3 +61,34 @@ def test_from_env_errors_name_the_variable(environ: dict[str, str], message: str
 def test_integer_options_reject_other_types() -> None:
     with pytest.raises(TypeError, match="must be an integer"):
         Settings(compression_minimum_size=True)
+
+
+def test_cache_settings_from_env() -> None:
+    settings = Settings.from_env(
+        {
+            "SLIPSTREAM_CACHE_REDIS_URL": "redis://127.0.0.1:6390/0",
+            "SLIPSTREAM_CACHE_REDIS_TIMEOUT": "0.08",
+            "SLIPSTREAM_CACHE_ROUTE_TTLS": "/api/.*=30, /static/.*=3600",
+            "SLIPSTREAM_CACHE_STATUS_HEADER": "X-Edge-Cache",
+        }
+    )
+    assert settings.cache_redis_url == "redis://127.0.0.1:6390/0"
+    assert settings.cache_redis_timeout == 0.08
+    assert settings.cache_route_ttls == ("/api/.*=30", "/static/.*=3600")
+    assert settings.cache_status_header == "X-Edge-Cache"
+    assert Settings.from_env({"SLIPSTREAM_CACHE_REDIS_URL": " "}).cache_redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SLIPSTREAM_CACHE_REDIS_TIMEOUT": "soon"}, "expected a number"),
+        ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "/api=forever"}, "expected 'regex=seconds'"),
+        ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "=30"}, "expected 'regex=seconds'"),
+        ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "(=30"}, "expected 'regex=seconds'"),
+        ({"SLIPSTREAM_CACHE_EXCLUDE_PATHS": "(unclosed"}, "bad regular expression"),
+    ],
+)
+def test_bad_cache_settings(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(environ)

@@ -393,3 +393,50 @@ async def test_memory_tier_stays_within_its_byte_budget() -> None:
     assert cache.memory.bytes <= budget
     assert cache.memory.evictions > 0
     assert held <= budget * 1.25, f"{held} bytes held for a {budget} byte budget"
+
+
+async def test_lifespan_shutdown_closes_the_cache_and_other_scopes_pass_through() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["type"])
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+
+    middleware = CacheMiddleware(app)
+    closed: list[bool] = []
+    original_close = middleware.cache.close
+
+    async def close() -> None:
+        closed.append(True)
+        await original_close()
+
+    middleware.cache.close = close  # type: ignore[method-assign]
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return next(messages)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await middleware({"type": "lifespan"}, receive, send)
+    await middleware({"type": "websocket"}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert closed == [True]
+    assert seen == ["lifespan", "websocket"]
+
+
+async def test_an_error_after_the_response_started_is_not_hidden() -> None:
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"cache-control", b"max-age=60")]})
+        raise RuntimeError("mid-body failure")
+
+    with pytest.raises(RuntimeError, match="mid-body"):
+        await call_asgi(stack(broken))
