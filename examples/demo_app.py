@@ -50,11 +50,17 @@ NOTES: dict[int, tuple[int, str]] = {1: (1, "first note")}
 
 
 async def home(request: Request) -> Response:
-    return HTMLResponse(PAGE)
+    return HTMLResponse(PAGE, headers={"cache-control": "public, max-age=60, stale-while-revalidate=30"})
 
 
 async def items(request: Request) -> Response:
-    return JSONResponse(ITEMS)
+    # Surrogate-Key tags the cached response; POST /admin/purge/items drops it on every instance.
+    return JSONResponse(ITEMS, headers={"cache-control": "max-age=30", "surrogate-key": "items"})
+
+
+async def purge(request: Request) -> Response:
+    removed = await request.app.state.slipstream_cache.purge_tags(request.path_params["tag"])
+    return PlainTextResponse(f"purged {removed} entries\n")
 
 
 async def stream(request: Request) -> Response:
@@ -98,14 +104,16 @@ app = Starlette(
         Route("/events", events),
         Route("/logo.png", logo),
         Route("/notes/{note_id:int}", note, methods=["GET", "PUT"]),
+        Route("/admin/purge/{tag}", purge, methods=["POST"]),
     ]
 )
 settings = slipstream.install(app).settings
 
 
 def instructions(base: str) -> str:
+    redis = f" + Redis {settings.cache_redis_url}" if settings.cache_redis_url else ""
     return f"""
-slipstream demo on {base}  (encodings: {", ".join(settings.compression_encodings)})
+slipstream demo on {base}  (encodings: {", ".join(settings.compression_encodings)}; cache: in memory{redis})
 Try:
   curl -si {base}/ -H 'Accept-Encoding: br' -o /dev/null -w '%{{size_download}} bytes\\n' -D -
   curl -s --compressed {base}/api/items | head -c 200; echo
@@ -117,6 +125,8 @@ Try:
   curl -si {base}/api/items -H "If-None-Match: $etag"                  # 304 Not Modified
   curl -si -X PUT {base}/notes/1 -H 'If-Match: "v0"' -d 'lost update'    # 412: the handler does not run
   curl -si -X PUT {base}/notes/1 -H 'If-Match: "v1"' -d 'second note'    # 200: version 2
+  curl -s -o /dev/null -D - {base}/api/items | grep -i -e x-cache -e age   # MISS, then HIT with an Age
+  curl -s -X POST {base}/admin/purge/items                             # tag purge: the next GET is a MISS
 Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
 """
 

@@ -70,6 +70,9 @@ async def test_demo_app_serves_everything_it_advertises() -> None:
         stale = await client.put("/notes/1", content=b"lost", headers={"if-match": '"v0"'})
         fresh = await client.put("/notes/1", content=b"kept", headers={"if-match": '"v1"'})
         missing = await client.get("/notes/7")
+        cached = await client.get("/api/items", headers={"accept-encoding": "zstd"})
+        purged = await client.post("/admin/purge/items")
+        refilled = await client.get("/api/items")
     assert home.headers["content-encoding"] == "br" and len(home.content) > 50_000
     assert items.headers["content-encoding"] == "zstd" and items.json()[0]["id"] == 0
     assert "content-encoding" not in logo.headers
@@ -77,3 +80,5 @@ async def test_demo_app_serves_everything_it_advertises() -> None:
     assert stream.headers["content-encoding"] == "gzip" and stream.text.count("line") == 5
     assert (stale.status_code, fresh.status_code, fresh.headers["etag"]) == (412, 200, '"v2"')
     assert missing.status_code == 404
+    assert (items.headers["x-cache"], cached.headers["x-cache"], refilled.headers["x-cache"]) == ("MISS", "HIT", "MISS")
+    assert purged.text == "purged 1 entries\n"
