@@ -34,8 +34,9 @@ unit: system-deps $(STAMPS)/test
 
 test: lint typecheck unit
 
-bench: $(STAMPS)/bench
+bench: system-deps $(STAMPS)/bench
 	$(BIN)/python bench/bench_compression.py --output bench/RESULTS.md
+	$(BIN)/python bench/bench_cache.py --output bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis
