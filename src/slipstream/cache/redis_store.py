@@ -11,27 +11,26 @@ The client must use ``decode_responses=False``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import suppress
 from typing import Any, TypeVar
 
 import xxhash
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from slipstream.cache.breaker import CircuitBreaker
+from slipstream.cache.invalidation import ERRORS as _ERRORS
+from slipstream.cache.invalidation import InvalidationListener, aclose
 
 __all__ = ["InvalidationListener", "RedisStore"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 _BATCH = 500
 _MAX_BATCHES = 10_000  # 5 million keys per purge call: a bound, not an expected size
 
@@ -63,12 +62,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-async def _aclose(resource: Any) -> None:
-    # aclose() arrived in redis 5.0.1; close() is its deprecated alias there and the only name in 5.0.0.
-    with suppress(*_ERRORS):
-        await (getattr(resource, "aclose", None) or resource.close)()
 
 
 async def _batches(items: AsyncIterator[Any], size: int = _BATCH) -> AsyncIterator[list[Any]]:
@@ -270,79 +263,4 @@ class RedisStore:
         return bool(await self._guard(lambda: self.client.ping(), False))
 
     async def close(self) -> None:
-        await _aclose(self.client)
-
-
-class InvalidationListener:
-    """Background subscriber to the invalidation channel that resubscribes with capped backoff."""
-
-    def __init__(
-        self,
-        client: Redis,
-        on_message: Callable[[str], Awaitable[None] | None],
-        *,
-        prefix: str = "slipstream:",
-        initial_backoff: float = 0.1,
-        max_backoff: float = 5.0,
-        poll_timeout: float = 0.25,
-    ) -> None:
-        self.client = client
-        self.channel = prefix + "invalidate"
-        self.reconnects = 0
-        self.subscribed = False
-        self._on_message = on_message
-        self._initial_backoff = initial_backoff
-        self._max_backoff = max_backoff
-        self._poll_timeout = poll_timeout
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="slipstream-invalidation")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True
-        task.cancel()
-        # redis-py's get_message can swallow a cancellation; the stop flag then ends the loop at the next poll.
-        await asyncio.wait({task}, timeout=self._poll_timeout + 1.0)
-
-    async def _run(self) -> None:
-        # Runs until stop() cancels it; each failure costs one bounded sleep before resubscribing.
-        backoff = self._initial_backoff
-        failed = False
-        while not self._stopping:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self.subscribed = True
-                if failed:
-                    self.reconnects += 1
-                    failed = False
-                backoff = self._initial_backoff
-                while not self._stopping:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._poll_timeout)
-                    if message is not None and message["type"] == "message":
-                        await self._deliver(message["data"])
-            except Exception as exc:
-                logger.warning("invalidation listener lost its subscription: %r", exc)
-                failed = True
-            finally:
-                self.subscribed = False
-                await _aclose(pubsub)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
-
-    async def _deliver(self, data: bytes | str) -> None:
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        try:
-            result = self._on_message(text)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            # A broken callback must not cost the subscription: log it and keep listening.
-            logger.exception("invalidation callback failed for %r", text)
+        await aclose(self.client)
