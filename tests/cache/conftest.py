@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from slipstream import ResponseCache
+from slipstream.cache.breaker import CircuitBreaker
+from slipstream.cache.memory import MemoryStore
 from slipstream.cache.redis_store import RedisStore
 from tests.redis_server import RedisServer
 
@@ -23,3 +26,16 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_server.url)
     yield client
     await (getattr(client, "aclose", None) or client.close)()  # redis 5.0.0 has only close()
+
+
+def make_cache(url: str, reset_timeout: float = 0.2) -> ResponseCache:
+    store = RedisStore.from_url(url, prefix="test:", breaker=CircuitBreaker(reset_timeout=reset_timeout))
+    return ResponseCache(MemoryStore(8 * 1024 * 1024), store, coalesce_timeout=5.0)
+
+
+@pytest.fixture
+async def two_caches(redis_server: RedisServer) -> AsyncIterator[tuple[ResponseCache, ResponseCache]]:
+    first, second = make_cache(redis_server.url), make_cache(redis_server.url)
+    yield first, second
+    await first.close()
+    await second.close()

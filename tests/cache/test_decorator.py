@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -11,8 +10,6 @@ import slipstream
 from slipstream import ResponseCache, cached
 from slipstream.cache.decorator import default_cache, function_key, set_default_cache
 from slipstream.cache.memory import MemoryStore
-from tests.cache.test_tiers import make_cache
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -76,15 +73,8 @@ async def test_tags_purge_cached_values() -> None:
     assert await total() == 2
 
 
-@pytest.fixture
-async def shared(redis_server: RedisServer) -> AsyncIterator[tuple[ResponseCache, ResponseCache]]:
-    first, second = make_cache(redis_server.url), make_cache(redis_server.url)
-    yield first, second
-    await first.close()
-    await second.close()
-
-
-async def test_async_values_are_shared_through_redis(shared: tuple[ResponseCache, ResponseCache]) -> None:
+async def test_async_values_are_shared_through_redis(two_caches: tuple[ResponseCache, ResponseCache]) -> None:
+    shared = two_caches
     calls = 0
 
     async def report(region: str) -> list[str]:

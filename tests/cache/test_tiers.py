@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 import redis.asyncio
 
 from slipstream import ResponseCache, Settings
-from slipstream.cache.breaker import CircuitBreaker
-from slipstream.cache.memory import MemoryStore
-from slipstream.cache.redis_store import RedisStore
+from tests.cache.conftest import make_cache
 from tests.middleware.apps import TEXT, decode
 from tests.middleware.test_cache import Origin, stack
 from tests.redis_server import RedisServer
 from tests.support import call_asgi
 
 pytestmark = pytest.mark.anyio
-
-
-def make_cache(url: str, reset_timeout: float = 0.2) -> ResponseCache:
-    store = RedisStore.from_url(url, prefix="test:", breaker=CircuitBreaker(reset_timeout=reset_timeout))
-    return ResponseCache(MemoryStore(8 * 1024 * 1024), store, coalesce_timeout=5.0)
-
-
-@pytest.fixture
-async def two_caches(redis_server: RedisServer) -> AsyncIterator[tuple[ResponseCache, ResponseCache]]:
-    first, second = make_cache(redis_server.url), make_cache(redis_server.url)
-    yield first, second
-    await first.close()
-    await second.close()
 
 
 async def command_calls(url: str) -> dict[str, int]:

@@ -8,7 +8,7 @@ from starlette.types import Send
 
 from slipstream.cache.entry import CacheEntry
 from slipstream.config import Settings
-from slipstream.http.codecs import Codec, make_codec
+from slipstream.http.codecs import Codec, make_codecs
 from slipstream.http.encoding import EncodingNegotiator
 from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header
 from slipstream.http.preconditions import (
@@ -27,17 +27,12 @@ class EntryResponder:
     """Turns entries into responses. Holds the codecs so variants match what CompressionMiddleware would send."""
 
     def __init__(self, settings: Settings, status_header: bytes | None) -> None:
-        self.codecs: dict[str, Codec] = {}
-        if settings.compression_enabled:
-            self.codecs = {
-                name: make_codec(
-                    name,
-                    brotli_quality=settings.compression_brotli_quality,
-                    gzip_level=settings.compression_gzip_level,
-                    zstd_level=settings.compression_zstd_level,
-                )
-                for name in settings.compression_encodings
-            }
+        self.codecs: dict[str, Codec] = make_codecs(
+            settings.compression_encodings if settings.compression_enabled else (),
+            brotli_quality=settings.compression_brotli_quality,
+            gzip_level=settings.compression_gzip_level,
+            zstd_level=settings.compression_zstd_level,
+        )
         self.negotiate = EncodingNegotiator(tuple(self.codecs))
         self.status_header = status_header
 

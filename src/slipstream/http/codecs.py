@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import brotli
@@ -130,6 +130,12 @@ class ZstdCodec:
 
     def stream(self) -> StreamCompressor:
         return _ZstdStream(self.level)
+
+
+def make_codecs(names: Iterable[str], *, brotli_quality: int, gzip_level: int, zstd_level: int) -> dict[str, Codec]:
+    """The codecs for ``names``, in that (preference) order."""
+    levels = {"brotli_quality": brotli_quality, "gzip_level": gzip_level, "zstd_level": zstd_level}
+    return {name: make_codec(name, **levels) for name in names}
 
 
 def make_codec(name: str, *, brotli_quality: int, gzip_level: int, zstd_level: int) -> Codec:

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
-from slipstream.http.codecs import Codec, StreamCompressor, make_codec
+from slipstream.http.codecs import Codec, StreamCompressor, make_codecs
 from slipstream.http.content_types import CompressiblePolicy
 from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
 from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header, weaken_etag
@@ -53,15 +53,12 @@ class CompressionMiddleware:
             exclude_paths=exclude_paths,
         )
         self.app = app
-        self.codecs: dict[str, Codec] = {
-            name: make_codec(
-                name,
-                brotli_quality=s.compression_brotli_quality,
-                gzip_level=s.compression_gzip_level,
-                zstd_level=s.compression_zstd_level,
-            )
-            for name in s.compression_encodings
-        }
+        self.codecs: dict[str, Codec] = make_codecs(
+            s.compression_encodings,
+            brotli_quality=s.compression_brotli_quality,
+            gzip_level=s.compression_gzip_level,
+            zstd_level=s.compression_zstd_level,
+        )
         self.negotiate = EncodingNegotiator(s.compression_encodings)
         self.minimum_size = s.compression_minimum_size
         self.thread_threshold = s.compression_thread_threshold
