@@ -19,6 +19,7 @@ _FLAG_NO_CACHE, _FLAG_MUST_REVALIDATE, _FLAG_COMPRESSIBLE = 1, 2, 4
 # What an entry costs beyond its byte strings: the objects, dicts and tuples holding them.
 ENTRY_OVERHEAD = 600
 HEADER_OVERHEAD = 120
+RENDERINGS = 4  # identity and up to three codings
 
 
 @dataclass
@@ -41,13 +42,16 @@ class CacheEntry:
     vary: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     variants: dict[str, bytes] = field(default_factory=dict)
+    # Response headers per coding (None: identity), rendered on first use; never serialised.
+    rendered: dict[str | None, RawHeaders] = field(default_factory=dict, compare=False, repr=False)
 
     def age(self, now: float) -> float:
         return self.initial_age + max(0.0, now - self.response_time)
 
     def size(self) -> int:
         """An estimate of the memory this entry holds, used by the byte-bounded memory tier."""
-        headers = sum(len(k) + len(v) + HEADER_OVERHEAD for k, v in self.headers)
+        # Each header costs its bytes and objects, once as stored and up to RENDERINGS times as rendered.
+        headers = sum(len(k) + len(v) + HEADER_OVERHEAD * (1 + RENDERINGS) for k, v in self.headers)
         variants = sum(len(v) + HEADER_OVERHEAD for v in self.variants.values())
         return ENTRY_OVERHEAD + len(self.body) + headers + variants + len(self.etag or b"")
 

@@ -166,6 +166,7 @@ def freshen(entry: CacheEntry, not_modified: Message, request_time: float, respo
     updatable = (b"cache-control", b"expires", b"date", b"last-modified")
     entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in updatable or k.lower() not in refreshed]
     entry.headers.extend((name, refreshed[name]) for name in updatable if name in refreshed)
+    entry.rendered.clear()
     fields = _fields(entry.headers)
     cc = policy.parse_cache_control(fields.get(b"cache-control"))
     entry.lifetime = (

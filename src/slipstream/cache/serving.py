@@ -43,15 +43,24 @@ class EntryResponder:
         choice = self.negotiate(accept_encoding) if entry.compressible else None
         coding = choice.coding if choice is not None else None
         if coding is None:
-            headers = [*entry.headers, (b"content-length", b"%d" % len(entry.body))]
-            if entry.compressible:
-                add_vary(headers, b"Accept-Encoding")
-            return headers, entry.body
-        body = entry.variants.get(coding)
-        if body is None:
-            body = self.codecs[coding].compress(entry.body)
-            keep_variant(entry, coding, body)
-        return encoded_headers(entry.headers, coding.encode("ascii"), len(body)), body
+            body = entry.body
+        else:
+            found = entry.variants.get(coding)
+            if found is None:
+                found = self.codecs[coding].compress(entry.body)
+                keep_variant(entry, coding, found)
+            body = found
+        headers = entry.rendered.get(coding)
+        if headers is None:
+            # Rendered once per coding and kept with the entry: later hits only add Age and X-Cache.
+            if coding is None:
+                headers = [*entry.headers, (b"content-length", b"%d" % len(body))]
+                if entry.compressible:
+                    add_vary(headers, b"Accept-Encoding")
+            else:
+                headers = encoded_headers(entry.headers, coding.encode("ascii"), len(body))
+            entry.rendered[coding] = headers
+        return list(headers), body
 
     async def send(
         self,
