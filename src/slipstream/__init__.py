@@ -2,6 +2,7 @@
 
 from slipstream.cache.decorator import cached
 from slipstream.cache.response_cache import ResponseCache
+from slipstream.cache.tags import tag_response
 from slipstream.config import Settings
 from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
@@ -17,5 +18,6 @@ __all__ = [
     "Settings",
     "cached",
     "install",
+    "tag_response",
 ]
 __version__ = "0.1.0"

@@ -440,3 +440,24 @@ async def test_an_error_after_the_response_started_is_not_hidden() -> None:
 
     with pytest.raises(RuntimeError, match="mid-body"):
         await call_asgi(stack(broken))
+
+
+async def test_tag_response_feeds_tag_purges() -> None:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from slipstream import tag_response
+
+    async def product(request: Request) -> Response:
+        response = JSONResponse({"id": 1}, headers={"cache-control": "max-age=60", "surrogate-key": "all"})
+        return tag_response(response, "product-1", "all")
+
+    from starlette.applications import Starlette
+
+    app = stack(Starlette(routes=[Route("/p", product)]))
+    first = await call_asgi(app, path="/p")
+    assert "surrogate-key" not in first.headers
+    assert app.cache.memory.purge_tags(["product-1"]) == 1
+    with pytest.raises(ValueError, match="one non-empty word"):
+        tag_response(Response(), "two words")
