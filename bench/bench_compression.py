@@ -5,6 +5,7 @@
 Each ASGI app is called directly (no HTTP client, no network). For each endpoint and coding, every round runs N
 requests through each contender back to back (raw library call, bare app, slipstream, peers; round-robin, rotated),
 so the shared machine's drift hits them alike. Reported: medians over rounds, and per-round ratios' medians.
+Replaces only its own section of the output file, between its HTML comment markers.
 """
 
 from __future__ import annotations
@@ -279,7 +280,7 @@ def source_revision() -> str:
 
 def report(comparisons: list[Comparison], requests: int, command: str, revision: str) -> str:
     lines = [
-        f"# Compression middleware benchmark\n\nCommand: `{command}`\n",
+        f"## Compression middleware benchmark\n\nCommand: `{command}`\n",
         f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; slipstream source: {revision}",
         f"- Python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs",
         f"- Packages: {', '.join(f'{name} {version(name)}' for name in PACKAGES)}",
@@ -293,7 +294,7 @@ def report(comparisons: list[Comparison], requests: int, command: str, revision:
     for comparison in comparisons:
         bare = comparison.bare
         lines += [
-            f"## {comparison.endpoint}: {ENDPOINTS[comparison.endpoint]} ({bare.output_size} bytes), "
+            f"### {comparison.endpoint}: {ENDPOINTS[comparison.endpoint]} ({bare.output_size} bytes), "
             f"{comparison.coding} {CODINGS[comparison.coding]}\n",
             "| contender | µs/request | min µs | bytes | overhead µs | overhead / raw call | µs / slipstream µs |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -308,7 +309,7 @@ def report(comparisons: list[Comparison], requests: int, command: str, revision:
             lines.append("| " + " | ".join(cells + [""] * (7 - len(cells))) + " |")
         lines.append("")
         verdicts += target_verdicts(comparison)
-    return "\n".join([*lines, "## Targets\n", *verdicts, ""])
+    return "\n".join([*lines, "### Targets\n", *verdicts, ""])
 
 
 def target_verdicts(comparison: Comparison) -> list[str]:
@@ -328,12 +329,23 @@ def target_verdicts(comparison: Comparison) -> list[str]:
     return verdicts
 
 
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the part of ``path`` between this script's HTML comment markers, or append it; keep the rest."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    before, found, rest = old.partition(start)
+    if found and end not in rest:
+        raise SystemExit(f"{path}: {start} has no {end} after it; mend the file by hand")
+    before, after = (before, rest.partition(end)[2]) if found else (old.rstrip() + "\n\n" if old.strip() else "", "\n")
+    path.write_text(f"{before}{start}\n{text.strip()}\n{end}{after}", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=61, help="rounds; medians over them are reported")
     parser.add_argument("--requests", type=int, default=150, help="requests per contender per round")
     parser.add_argument("--max-seconds", type=float, default=240, help="stop after the round that passes this")
-    parser.add_argument("--output", type=Path, default=Path("bench/RESULTS.md"), help="Markdown file to write")
+    parser.add_argument("--output", type=Path, default=Path("bench/RESULTS.md"), help="Markdown file to update")
     args = parser.parse_args()
     if args.rounds < 1 or args.requests < 1:
         parser.error("--rounds and --requests must be at least 1")
@@ -343,7 +355,7 @@ def main() -> None:
     interpreter = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
     text = report(comparisons, args.requests, shlex.join([interpreter, *sys.argv]), revision)
     print(text)
-    args.output.write_text(text, encoding="utf-8")
+    write_section(args.output, "bench_compression", text)
 
 
 if __name__ == "__main__":
