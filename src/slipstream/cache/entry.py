@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from slipstream.http.preconditions import EntityTag
+
 RawHeaders = list[tuple[bytes, bytes]]
 
 _MAGIC = b"SLC\x01"
@@ -20,6 +22,16 @@ _FLAG_NO_CACHE, _FLAG_MUST_REVALIDATE, _FLAG_COMPRESSIBLE = 1, 2, 4
 ENTRY_OVERHEAD = 600
 HEADER_OVERHEAD = 120
 RENDERINGS = 4  # identity and up to three codings
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One coding's response headers (and what conditional requests compare), worked out on first use."""
+
+    headers: RawHeaders
+    not_modified_headers: RawHeaders
+    etag: EntityTag | None
+    last_modified: int | None
 
 
 @dataclass
@@ -43,7 +55,7 @@ class CacheEntry:
     tags: tuple[str, ...] = ()
     variants: dict[str, bytes] = field(default_factory=dict)
     # Response headers per coding (None: identity), rendered on first use; never serialised.
-    rendered: dict[str | None, RawHeaders] = field(default_factory=dict, compare=False, repr=False)
+    rendered: dict[str | None, Rendering] = field(default_factory=dict, compare=False, repr=False)
 
     def age(self, now: float) -> float:
         return self.initial_age + max(0.0, now - self.response_time)

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from starlette.types import Send
 
-from slipstream.cache.entry import CacheEntry
+from slipstream.cache.entry import CacheEntry, Rendering
 from slipstream.config import Settings
 from slipstream.http.codecs import Codec, make_codecs
 from slipstream.http.encoding import EncodingNegotiator
-from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header
+from slipstream.http.headers import add_vary, encoded_headers, request_header
 from slipstream.http.preconditions import (
     NOT_MODIFIED,
     Preconditions,
@@ -38,7 +38,7 @@ class EntryResponder:
 
     def representation(
         self, entry: CacheEntry, accept_encoding: bytes | None, keep_variant: VariantSink
-    ) -> tuple[RawHeaders, bytes]:
+    ) -> tuple[Rendering, bytes]:
         """Headers and body for this client. A coding seen for the first time is compressed once and kept."""
         choice = self.negotiate(accept_encoding) if entry.compressible else None
         coding = choice.coding if choice is not None else None
@@ -50,17 +50,22 @@ class EntryResponder:
                 found = self.codecs[coding].compress(entry.body)
                 keep_variant(entry, coding, found)
             body = found
-        headers = entry.rendered.get(coding)
-        if headers is None:
-            # Rendered once per coding and kept with the entry: later hits only add Age and X-Cache.
+        rendering = entry.rendered.get(coding)
+        if rendering is None:
+            # Worked out once per coding and kept with the entry: later hits only add Age and X-Cache.
             if coding is None:
                 headers = [*entry.headers, (b"content-length", b"%d" % len(body))]
                 if entry.compressible:
                     add_vary(headers, b"Accept-Encoding")
             else:
                 headers = encoded_headers(entry.headers, coding.encode("ascii"), len(body))
-            entry.rendered[coding] = headers
-        return list(headers), body
+            rendering = entry.rendered[coding] = Rendering(
+                headers,
+                not_modified_headers(headers),
+                next((parse_entity_tag(v) for k, v in headers if k == b"etag"), None),
+                next((parse_http_date(v) for k, v in headers if k == b"last-modified"), None),
+            )
+        return rendering, body
 
     async def send(
         self,
@@ -73,22 +78,16 @@ class EntryResponder:
         age: float,
         keep_variant: VariantSink,
     ) -> None:
-        headers, body = self.representation(entry, request_header(request_headers, b"accept-encoding"), keep_variant)
-        headers.append((b"age", b"%d" % int(age)))
+        rendering, body = self.representation(entry, request_header(request_headers, b"accept-encoding"), keep_variant)
+        trailer = [(b"age", b"%d" % int(age))]
         if self.status_header is not None:
-            headers.append((self.status_header, outcome.encode("ascii")))
-        status = entry.status
+            trailer.append((self.status_header, outcome.encode("ascii")))
+        status, headers = entry.status, [*rendering.headers, *trailer]
         preconditions = Preconditions.from_headers(request_headers)
         if preconditions is not None and 200 <= status < 300:
-            etag = next((parse_entity_tag(v) for k, v in headers if k == b"etag"), None)
-            last_modified = next((parse_http_date(v) for k, v in headers if k == b"last-modified"), None)
-            verdict = preconditions.evaluate(method, etag, last_modified, True)
+            verdict = preconditions.evaluate(method, rendering.etag, rendering.last_modified, True)
             if verdict == NOT_MODIFIED:
-                kept = not_modified_headers(headers)
-                kept.append((b"age", b"%d" % int(age)))
-                if self.status_header is not None:
-                    kept.append((self.status_header, outcome.encode("ascii")))
-                status, headers, body = NOT_MODIFIED, kept, b""
+                status, headers, body = NOT_MODIFIED, [*rendering.not_modified_headers, *trailer], b""
             elif verdict is not None:
                 text = b"Precondition Failed\n"
                 headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,8 +44,8 @@ class EntityTagList:
         return etag is not None and any(t.opaque == etag.opaque for t in self.tags)
 
 
-def _is_etagc(byte: int) -> bool:
-    return byte == 0x21 or 0x23 <= byte <= 0x7E or byte >= 0x80
+# etagc = %x21 / %x23-7E / obs-text: every byte but controls, space, DQUOTE and DEL.
+_ETAGC_RUN = re.compile(rb"[\x21\x23-\x7e\x80-\xff]*")
 
 
 def parse_entity_tag(value: bytes) -> EntityTag | None:
@@ -52,7 +53,12 @@ def parse_entity_tag(value: bytes) -> EntityTag | None:
     value = value.strip()
     weak = value.startswith(b"W/")
     opaque = value[2:] if weak else value
-    if len(opaque) < 2 or opaque[0] != 0x22 or opaque[-1] != 0x22 or not all(map(_is_etagc, opaque[1:-1])):
+    if (
+        len(opaque) < 2
+        or opaque[0] != 0x22
+        or opaque[-1] != 0x22
+        or not _ETAGC_RUN.fullmatch(opaque, 1, len(opaque) - 1)
+    ):
         return None
     return EntityTag(opaque, weak)
 
@@ -74,7 +80,7 @@ def parse_entity_tag_list(value: bytes) -> EntityTagList:
             position += 2
         if position < end and value[position] == 0x22:
             close = value.find(b'"', position + 1)
-            if close > 0 and all(map(_is_etagc, value[position + 1 : close])):
+            if close > 0 and _ETAGC_RUN.fullmatch(value, position + 1, close):
                 after = close + 1
                 while after < end and value[after] in b" \t":
                     after += 1
