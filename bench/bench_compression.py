@@ -10,26 +10,15 @@ Replaces only its own section of the output file, between its HTML comment marke
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
-import gc
-import gzip
 import json
-import os
-import platform
 import random
-import shlex
 import statistics
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import brotli
@@ -40,9 +29,25 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Scope
+from starlette.types import ASGIApp, Scope
 from starlette_compress import CompressMiddleware
 
+from harness import (
+    WORDS,
+    BenchmarkOptions,
+    decoded_body,
+    discard,
+    fetch_ok,
+    median_ratio,
+    receive,
+    report_heading,
+    request_scope,
+    run_rounds,
+    source_revision,
+    table_row,
+    verdict,
+    write_section,
+)
 from slipstream import CompressionMiddleware
 
 GZIP_LEVEL, BROTLI_QUALITY, ZSTD_LEVEL, MINIMUM_SIZE = 6, 4, 3, 500
@@ -51,10 +56,6 @@ ENDPOINTS = {"/data.json": "~2 KB JSON", "/page.html": "~60 KB HTML"}
 OVERHEAD_TARGET, OVERHEAD_TARGET_ENDPOINT = 1.10, "/page.html"  # slipstream overhead / raw library call
 PACKAGES = ("slipstream", "starlette", "brotli-asgi", "starlette-compress", "brotli", "zstandard", "anyio")
 BARE, SLIPSTREAM = "bare app (no middleware)", "slipstream"
-WORDS = """latency cache header stream token browser server client request response payload encoding window quality
-level buffer socket route handler session cookie profile account invoice order basket product review rating shipping
-warehouse delivery refund discount coupon search filter sort page archive category author comment reply thread notice
-setting privacy security password release changelog roadmap feature migration dashboard metric""".split()
 ZSTD_COMPRESSOR = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
 
@@ -67,11 +68,6 @@ RAW_CALLS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "gzip": ("raw zlib.compressobj(level, DEFLATED, 31) (floor)", gzip_compress),
     "br": ("raw brotli.compress (floor)", lambda body: brotli.compress(body, quality=BROTLI_QUALITY)),
     "zstd": ("raw ZstdCompressor(level).compress (floor)", ZSTD_COMPRESSOR.compress),
-}
-DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": gzip.decompress,
-    "br": brotli.decompress,
-    "zstd": lambda body: zstandard.ZstdDecompressor().decompressobj().decompress(body),
 }
 
 
@@ -148,34 +144,6 @@ def middleware_contenders(app: ASGIApp, coding: str) -> dict[str, ASGIApp]:
     return contenders
 
 
-def request_scope(path: str, coding: str | None) -> Scope:
-    headers = [(b"host", b"bench.local"), (b"user-agent", b"bench/1.0"), (b"accept", b"*/*")]
-    headers += [(b"accept-encoding", coding.encode())] if coding else []
-    request = {"method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"", "headers": headers}
-    connection = {"client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "scheme": "http", "root_path": ""}
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", **request, **connection}
-
-
-async def receive() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def discard(message: Message) -> None:
-    return None
-
-
-async def fetch(app: ASGIApp, scope: Scope) -> tuple[dict[bytes, bytes], bytes]:
-    messages: list[Message] = []
-
-    async def collect(message: Message) -> None:
-        messages.append(message)
-
-    await app(dict(scope), receive, collect)
-    if messages[0]["type"] != "http.response.start" or messages[0]["status"] != 200:
-        raise RuntimeError(f"unexpected response start {messages[0]!r}")
-    return dict(messages[0]["headers"]), b"".join(message.get("body", b"") for message in messages[1:])
-
-
 @dataclass(eq=False)
 class Contender:
     """One timed thing: a middleware, the bare app or the raw library call. ``samples``: µs per request, per round."""
@@ -194,6 +162,11 @@ class Contender:
         elif self.app is not None:
             for _ in range(requests):
                 await self.app(dict(self.scope), receive, discard)
+
+    async def measure(self, requests: int) -> None:
+        started = time.process_time_ns()
+        await self.run(requests)
+        self.samples.append((time.process_time_ns() - started) / requests / 1000)
 
 
 @dataclass
@@ -218,14 +191,14 @@ class Comparison:
 
     def speed_ratio(self, peer: Contender) -> float:
         """Median over rounds of peer µs / slipstream µs: above 1 when the peer is slower."""
-        return statistics.median(p / s for p, s in zip(peer.samples, self.slipstream.samples, strict=True))
+        return median_ratio(peer.samples, self.slipstream.samples)
 
 
 async def verified_comparisons(app: ASGIApp) -> list[Comparison]:
     """Every comparison, once each middleware is seen to send the coding asked for and a body that decodes right."""
     comparisons: list[Comparison] = []
     for endpoint in ENDPOINTS:
-        _, original = await fetch(app, request_scope(endpoint, None))
+        _, original = await fetch_ok(app, request_scope(endpoint, None))
         for coding, (raw_name, compress) in RAW_CALLS.items():
             raw_call = functools.partial(compress, original)
             raw = Contender(raw_name, len(raw_call()), raw_call=raw_call)
@@ -233,11 +206,11 @@ async def verified_comparisons(app: ASGIApp) -> list[Comparison]:
             middlewares: list[Contender] = []
             scope = request_scope(endpoint, coding)
             for name, middleware in middleware_contenders(app, coding).items():
-                headers, body = await fetch(middleware, scope)
+                headers, body = await fetch_ok(middleware, scope)
                 where = f"{name} on {endpoint} with Accept-Encoding: {coding}"
                 if headers.get(b"content-encoding") != coding.encode():
                     raise RuntimeError(f"{where}: Content-Encoding is {headers.get(b'content-encoding')!r}")
-                if DECOMPRESS[coding](body) != original:
+                if decoded_body(headers, body) != original:
                     raise RuntimeError(f"{where}: the body does not decode to the original bytes")
                 if int(headers.get(b"content-length", len(body))) != len(body):
                     raise RuntimeError(f"{where}: Content-Length does not match the body")
@@ -251,39 +224,13 @@ async def run_benchmark(rounds: int, requests: int, max_seconds: float, app: ASG
     comparisons = await verified_comparisons(app)
     for contender in (contender for comparison in comparisons for contender in comparison.contenders):
         await contender.run(max(1, requests // 10))  # warm-up: caches, lazily built compressors
-    for round_index in range(rounds):
-        for comparison in comparisons:
-            contenders = comparison.contenders
-            shift = round_index % len(contenders)  # round-robin, rotated so that no contender always goes first
-            for contender in contenders[shift:] + contenders[:shift]:
-                gc.collect()  # nobody pays for the previous contender's garbage
-                started = time.process_time_ns()
-                await contender.run(requests)
-                contender.samples.append((time.process_time_ns() - started) / requests / 1000)
-        print(f"round {round_index + 1}/{rounds} done", file=sys.stderr)
-        if time.monotonic() > deadline:
-            print(f"stopping after {round_index + 1} rounds: --max-seconds {max_seconds} reached", file=sys.stderr)
-            break
+    await run_rounds([comparison.contenders for comparison in comparisons], rounds, requests, deadline)
     return comparisons
 
 
-def source_revision() -> str:
-    """The commit slipstream's source comes from, and whether src/ has uncommitted changes (read-only git calls)."""
-    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
-    try:
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, check=True, text=True)
-        changed = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "src"], check=False).returncode != 0
-    except (OSError, subprocess.CalledProcessError):
-        return "not a git checkout"
-    return f"git {commit.stdout.strip()}{', with uncommitted changes in src/' if changed else ''}"
-
-
 def report(comparisons: list[Comparison], requests: int, command: str, revision: str) -> str:
-    lines = [
-        f"## Compression middleware benchmark\n\nCommand: `{command}`\n",
-        f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; slipstream source: {revision}",
-        f"- Python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs",
-        f"- Packages: {', '.join(f'{name} {version(name)}' for name in PACKAGES)}",
+    lines = report_heading("Compression middleware benchmark", command, revision, PACKAGES)
+    lines += [
         f"- Rounds: {len(comparisons[0].raw.samples)}, each of {requests} requests per contender\n"
         "- µs/request: CPU time of this process (time the scheduler gives other processes is not counted), "
         "median and minimum over the rounds of each round's mean per request",
@@ -306,7 +253,7 @@ def report(comparisons: list[Comparison], requests: int, command: str, revision:
                 cells.append(f"{median_us - statistics.median(bare.samples):.1f}")
                 cells.append(f"{comparison.overhead_ratio(contender):.3f}")
                 cells.append(f"{comparison.speed_ratio(contender):.3f}")
-            lines.append("| " + " | ".join(cells + [""] * (7 - len(cells))) + " |")
+            lines.append(table_row(cells + [""] * (7 - len(cells))))
         lines.append("")
         verdicts += target_verdicts(comparison)
     return "\n".join([*lines, "### Targets\n", *verdicts, ""])
@@ -316,12 +263,12 @@ def target_verdicts(comparison: Comparison) -> list[str]:
     case, slipstream, verdicts = f"- {comparison.endpoint} {comparison.coding}:", comparison.slipstream, []
     if comparison.endpoint == OVERHEAD_TARGET_ENDPOINT:
         ratio = comparison.overhead_ratio(slipstream)
-        met = "met" if ratio <= OVERHEAD_TARGET else "NOT met"
+        met = verdict(ratio <= OVERHEAD_TARGET)
         verdicts.append(f"{case} slipstream overhead / raw call {ratio:.3f} (target ≤ {OVERHEAD_TARGET}): {met}")
     for peer in comparison.peers:
         ratio = comparison.speed_ratio(peer)
         slower_rounds = sum(p > s for p, s in zip(peer.samples, slipstream.samples, strict=True))
-        met = "met" if ratio > 1 and peer.output_size >= slipstream.output_size else "NOT met"
+        met = verdict(ratio > 1 and peer.output_size >= slipstream.output_size)
         verdicts.append(
             f"{case} {peer.name} {ratio:.3f}x slipstream's µs (slower in {slower_rounds} of {len(peer.samples)} "
             f"rounds), {peer.output_size} vs {slipstream.output_size} bytes; peer slower at ≥ size: {met}"
@@ -329,33 +276,14 @@ def target_verdicts(comparison: Comparison) -> list[str]:
     return verdicts
 
 
-def write_section(path: Path, name: str, text: str) -> None:
-    """Replace the part of ``path`` between this script's HTML comment markers, or append it; keep the rest."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    before, found, rest = old.partition(start)
-    if found and end not in rest:
-        raise SystemExit(f"{path}: {start} has no {end} after it; mend the file by hand")
-    before, after = (before, rest.partition(end)[2]) if found else (old.rstrip() + "\n\n" if old.strip() else "", "\n")
-    path.write_text(f"{before}{start}\n{text.strip()}\n{end}{after}", encoding="utf-8")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=61, help="rounds; medians over them are reported")
-    parser.add_argument("--requests", type=int, default=150, help="requests per contender per round")
-    parser.add_argument("--max-seconds", type=float, default=240, help="stop after the round that passes this")
-    parser.add_argument("--output", type=Path, default=Path("bench/RESULTS.md"), help="Markdown file to update")
-    args = parser.parse_args()
-    if args.rounds < 1 or args.requests < 1:
-        parser.error("--rounds and --requests must be at least 1")
+    options = BenchmarkOptions.from_command_line(__doc__, rounds=61, requests=150)
     revision, rng = source_revision(), random.Random(20240611)
     app = build_app(make_json_document(rng), make_html_page(rng))
-    comparisons = asyncio.run(run_benchmark(args.rounds, args.requests, args.max_seconds, app))
-    interpreter = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
-    text = report(comparisons, args.requests, shlex.join([interpreter, *sys.argv]), revision)
+    comparisons = asyncio.run(run_benchmark(options.rounds, options.requests, options.max_seconds, app))
+    text = report(comparisons, options.requests, options.command, revision)
     print(text)
-    write_section(args.output, "bench_compression", text)
+    write_section(options.output, "bench_compression", text)
 
 
 if __name__ == "__main__":
