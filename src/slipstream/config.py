@@ -6,7 +6,7 @@ import dataclasses
 import os
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +135,11 @@ class Settings:
         """A copy with ``prefix + name`` fields replaced by the options that are not None."""
         changes: dict[str, Any] = {prefix + name: value for name, value in options.items() if value is not None}
         return dataclasses.replace(self, **changes)
+
+
+def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], object] | None:
+    """One compiled ``re.match`` for a tuple of path regular expressions; None when there are none."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns)).match if patterns else None
 
 
 def _check_range(name: str, value: int, low: int, high: int | None) -> None:

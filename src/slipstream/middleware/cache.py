@@ -14,7 +14,7 @@ from slipstream.cache.keys import QueryNormaliser, primary_key
 from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
-from slipstream.config import Settings
+from slipstream.config import Settings, path_matcher
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
@@ -59,8 +59,7 @@ class CacheMiddleware:
         for route in s.cache_route_ttls:
             pattern, _, seconds = route.rpartition("=")
             self.route_ttls.append((re.compile(pattern).match, float(seconds)))
-        paths = s.cache_exclude_paths
-        self.excluded_path = re.compile("|".join(f"(?:{p})" for p in paths)).match if paths else None
+        self.excluded_path = path_matcher(s.cache_exclude_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slipstream.config import Settings
+from slipstream.config import Settings, path_matcher
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec, StreamCompressor, make_codecs
 from slipstream.http.content_types import CompressiblePolicy
@@ -65,8 +64,7 @@ class CompressionMiddleware:
         self.compressible = CompressiblePolicy(
             s.compression_exclude_content_types, s.compression_include_content_types, s.compression_event_stream
         )
-        paths = s.compression_exclude_paths
-        self.excluded_path = re.compile("|".join(f"(?:{p})" for p in paths)).match if paths else None
+        self.excluded_path = path_matcher(s.compression_exclude_paths)
         supported = ", ".join(s.compression_encodings)
         self.not_acceptable_body = f"Not Acceptable: this response is only available in: {supported}\n".encode()
 
