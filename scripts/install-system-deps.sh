@@ -6,6 +6,7 @@ packages=()
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0

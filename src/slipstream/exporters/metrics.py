@@ -1,0 +1,141 @@
+"""Every metric slipstream exports, defined once, registered idempotently per registry.
+
+Names follow OpenTelemetry's stable HTTP and database semantic conventions in Prometheus form; ours are
+``slipstream_*``. Every label takes a bounded set of values: route templates, never raw paths.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+# OpenTelemetry's advisory buckets for http.server.request.duration (seconds).
+DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+# Body sizes from 100 B to 10 MB, by powers of ten and their halves.
+SIZE_BUCKETS: tuple[float, ...] = (100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 10_000_000)
+
+HTTP_LABELS = ("http_request_method", "http_route", "http_response_status_code")
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metric objects of one registry; build with ``metrics_for(registry)``."""
+
+    request_duration: Histogram
+    time_to_first_byte: Histogram
+    active_requests: Gauge
+    request_body_size: Histogram
+    response_body_size: Histogram
+    cache_requests: Counter
+    cache_redis_errors: Counter
+    compression_input_bytes: Counter
+    compression_output_bytes: Counter
+    conditional_responses: Counter
+    operation_duration: Histogram
+
+
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def metrics_for(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] = DURATION_BUCKETS) -> Metrics:
+    """The metrics in ``registry``, created on first call; later calls (a second app, a test) get the same ones."""
+    with _lock:
+        found = _by_registry.get(registry)
+        if found is None:
+            found = _by_registry[registry] = _create(registry, tuple(buckets))
+        return found
+
+
+def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
+    def make(kind: type[M], name: str, documentation: str, labels: Sequence[str] = (), **extra: Any) -> M:
+        try:
+            return kind(name, documentation, labels, registry=registry, **extra)
+        except ValueError:
+            # Registered by someone else in this registry (an earlier slipstream import, say): reuse it.
+            existing = registry._names_to_collectors.get(name) or registry._names_to_collectors.get(name + "_total")
+            if isinstance(existing, kind):
+                return existing
+            raise
+
+    route = ("http_request_method", "http_route")
+    return Metrics(
+        request_duration=make(
+            Histogram,
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests, to the last byte of the response body.",
+            HTTP_LABELS,
+            buckets=buckets,
+        ),
+        time_to_first_byte=make(
+            Histogram,
+            "slipstream_http_server_time_to_first_byte_seconds",
+            "Time from the request's arrival to the start of its response.",
+            route,
+            buckets=buckets,
+        ),
+        active_requests=make(
+            Gauge,
+            "http_server_active_requests",
+            "Number of HTTP server requests in flight.",
+            ("http_request_method",),
+            multiprocess_mode="livesum",
+        ),
+        request_body_size=make(
+            Histogram,
+            "http_server_request_body_size_bytes",
+            "Size of HTTP server request bodies.",
+            route,
+            buckets=SIZE_BUCKETS,
+        ),
+        response_body_size=make(
+            Histogram,
+            "http_server_response_body_size_bytes",
+            "Size of HTTP server response bodies, as sent (after compression).",
+            HTTP_LABELS,
+            buckets=SIZE_BUCKETS,
+        ),
+        cache_requests=make(
+            Counter,
+            "slipstream_cache_requests",
+            "Requests seen by the response cache, by result (hit, miss, stale, bypass) and the tier that answered.",
+            ("result", "tier"),
+        ),
+        cache_redis_errors=make(
+            Counter,
+            "slipstream_cache_redis_errors",
+            "Redis calls that failed or timed out; the request was served as if Redis were absent.",
+        ),
+        compression_input_bytes=make(
+            Counter,
+            "slipstream_compression_input_bytes",
+            "Bytes given to the compressor, by content coding.",
+            ("encoding",),
+        ),
+        compression_output_bytes=make(
+            Counter,
+            "slipstream_compression_output_bytes",
+            "Bytes the compressor produced, by content coding.",
+            ("encoding",),
+        ),
+        conditional_responses=make(
+            Counter,
+            "slipstream_conditional_responses",
+            "Responses replaced by 304 Not Modified or 412 Precondition Failed.",
+            ("http_response_status_code",),
+        ),
+        operation_duration=make(
+            Histogram,
+            "slipstream_operation_duration_seconds",
+            "Duration of operations timed with @timed or `with timed(...)`.",
+            ("operation",),
+            buckets=buckets,
+        ),
+    )

@@ -1,0 +1,122 @@
+"""Serving /metrics: an ASGI app to mount in the app when asked, or a small server on its own port in a thread.
+
+Both negotiate OpenMetrics (which carries exemplars) and gzip through prometheus_client's exposition, and
+both can require a bearer token or a client address in an allowlist, so metrics are never public by accident.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from starlette.types import Receive, Scope, Send
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class MetricsAccess:
+    """Who may read the metrics: a bearer token and/or client networks; with neither, everyone."""
+
+    def __init__(self, bearer_token: str | None = None, allow_networks: Sequence[str] = ()) -> None:
+        self.expected = f"Bearer {bearer_token}".encode() if bearer_token else None
+        self.networks: list[Network] = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
+
+    def verdict(self, client_host: str | None, authorization: bytes | None) -> int | None:
+        """None when access is granted, else the status to answer with (403 or 401)."""
+        if self.networks:
+            try:
+                address = ipaddress.ip_address(client_host or "")
+            except ValueError:
+                return 403
+            if not any(address in network for network in self.networks):
+                return 403
+        if self.expected is not None and not hmac.compare_digest(authorization or b"", self.expected):
+            return 401
+        return None
+
+
+_REFUSALS = {
+    401: (b"401 Unauthorized: a bearer token is required\n", [(b"www-authenticate", b'Bearer realm="metrics"')]),
+    403: (b"403 Forbidden: this address may not read the metrics\n", []),
+}
+
+
+class MetricsApp:
+    """ASGI app exposing ``registry``; mount it (e.g. ``Mount("/metrics", MetricsApp(...))``) only when wanted."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry = REGISTRY,
+        *,
+        bearer_token: str | None = None,
+        allow_networks: Sequence[str] = (),
+    ) -> None:
+        self.access = MetricsAccess(bearer_token, allow_networks)
+        self.exposition = make_asgi_app(registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        client = scope.get("client")
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        refusal = self.access.verdict(client[0] if client else None, authorization)
+        if refusal is None:
+            await self.exposition(scope, receive, send)
+            return
+        body, extra = _REFUSALS[refusal]
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body)), *extra]
+        await send({"type": "http.response.start", "status": refusal, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would flood the log."""
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class MetricsServer:
+    """/metrics on its own port, served from a daemon thread of the app's process."""
+
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        registry: CollectorRegistry = REGISTRY,
+        *,
+        bearer_token: str | None = None,
+        allow_networks: Sequence[str] = (),
+    ) -> None:
+        access = MetricsAccess(bearer_token, allow_networks)
+        exposition: WSGIApp = make_wsgi_app(registry)
+
+        def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            authorization = environ.get("HTTP_AUTHORIZATION")
+            refusal = access.verdict(environ.get("REMOTE_ADDR"), authorization.encode() if authorization else None)
+            if refusal is None:
+                return exposition(environ, start_response)
+            body, extra = _REFUSALS[refusal]
+            headers = [("Content-Type", "text/plain; charset=utf-8"), *((k.decode(), v.decode()) for k, v in extra)]
+            start_response(f"{refusal} {'Unauthorized' if refusal == 401 else 'Forbidden'}", headers)
+            return [body]
+
+        self.httpd = make_server(host, port, guarded, ThreadingWSGIServer, handler_class=_QuietHandler)
+        self.port = int(self.httpd.server_port)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="slipstream-metrics", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)

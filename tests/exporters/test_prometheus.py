@@ -1,0 +1,133 @@
+"""The metric definitions and their exposition, checked by promtool and read over real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from slipstream.exporters.metrics import metrics_for
+from slipstream.exporters.prometheus import MetricsApp, MetricsServer
+from tests.support import asgi_client, free_port
+
+pytestmark = pytest.mark.anyio
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: run `make test`, which installs Debian's prometheus package")
+    return path
+
+
+def filled_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    metrics = metrics_for(registry)
+    labels = {"http_request_method": "GET", "http_route": "/users/{id}", "http_response_status_code": "200"}
+    metrics.request_duration.labels(**labels).observe(0.012, exemplar={"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
+    metrics.response_body_size.labels(**labels).observe(512)
+    metrics.time_to_first_byte.labels("GET", "/users/{id}").observe(0.004)
+    metrics.request_body_size.labels("GET", "/users/{id}").observe(0)
+    metrics.active_requests.labels("GET").inc()
+    metrics.cache_requests.labels("hit", "l1").inc()
+    metrics.cache_redis_errors.inc()
+    metrics.compression_input_bytes.labels("br").inc(60_000)
+    metrics.compression_output_bytes.labels("br").inc(12_000)
+    metrics.conditional_responses.labels("304").inc()
+    metrics.operation_duration.labels("render").observe(0.002)
+    return registry
+
+
+def test_registration_is_idempotent_per_registry() -> None:
+    registry = CollectorRegistry()
+    assert metrics_for(registry) is metrics_for(registry)
+    assert metrics_for(CollectorRegistry()) is not metrics_for(registry)
+
+
+def test_metrics_registered_earlier_by_another_copy_are_reused() -> None:
+    registry = CollectorRegistry()
+    Counter("slipstream_cache_redis_errors", "registered elsewhere first", registry=registry)
+    from slipstream.exporters import metrics as module
+
+    metrics = module._create(registry, (0.1, 1.0))
+    metrics.cache_redis_errors.inc()
+    assert registry.get_sample_value("slipstream_cache_redis_errors_total") == 1
+
+
+def test_the_exposition_passes_promtool() -> None:
+    exposition = generate_latest(filled_registry())
+    checked = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr.decode() + checked.stdout.decode()
+    text = exposition.decode()
+    for name in (
+        "http_server_request_duration_seconds_bucket",
+        "http_server_active_requests",
+        "slipstream_cache_requests_total",
+        "slipstream_compression_output_bytes_total",
+    ):
+        assert name in text
+
+
+async def test_openmetrics_with_exemplars_and_gzip_are_negotiated() -> None:
+    async with asgi_client(MetricsApp(filled_registry())) as client:
+        plain = await client.get("/")
+        open_metrics = await client.get("/", headers={"accept": "application/openmetrics-text; version=1.0.0"})
+        compressed = await client.get("/", headers={"accept-encoding": "gzip"})
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert "# {trace_id=" not in plain.text
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert '# {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} 0.012' in open_metrics.text
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert "http_server_request_duration_seconds" in compressed.text
+
+
+@pytest.mark.parametrize(
+    ("options", "headers", "status"),
+    [
+        ({"bearer_token": "s3cret"}, {}, 401),
+        ({"bearer_token": "s3cret"}, {"authorization": "Bearer wrong"}, 401),
+        ({"bearer_token": "s3cret"}, {"authorization": "Bearer s3cret"}, 200),
+        ({"allow_networks": ("10.0.0.0/8",)}, {}, 403),
+        ({"allow_networks": ("127.0.0.0/8",)}, {}, 200),
+        ({"allow_networks": ("127.0.0.1",), "bearer_token": "t"}, {"authorization": "Bearer t"}, 200),
+    ],
+)
+async def test_access_control(options: dict[str, object], headers: dict[str, str], status: int) -> None:
+    import httpx as client_library
+
+    transport = client_library.ASGITransport(app=MetricsApp(CollectorRegistry(), **options), client=("127.0.0.1", 5))  # type: ignore[arg-type]
+    async with client_library.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/", headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_the_separate_port_server_serves_and_guards_metrics() -> None:
+    server = MetricsServer(free_port(), registry=filled_registry(), bearer_token="tok")
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        assert httpx.get(url).status_code == 401
+        response = httpx.get(url, headers={"authorization": "Bearer tok", "accept-encoding": "gzip"})
+        assert response.status_code == 200
+        assert response.headers["content-encoding"] == "gzip"
+        assert "slipstream_operation_duration_seconds_count" in response.text
+    finally:
+        server.stop()
+
+
+async def test_lifespan_is_answered() -> None:
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return next(messages)
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message["type"])
+
+    await MetricsApp(CollectorRegistry())({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
