@@ -128,7 +128,7 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
         conditional_responses=make(
             Counter,
             "slipstream_conditional_responses",
-            "Responses replaced by 304 Not Modified or 412 Precondition Failed.",
+            "Responses ConditionalMiddleware replaced with 304 or 412 (the cache answers its own 304s as hits).",
             ("http_response_status_code",),
         ),
         operation_duration=make(

@@ -16,6 +16,8 @@ except ImportError:  # pragma: no cover - exercised only where the optional extr
 
 
 class StreamCompressor(Protocol):
+    coding: str
+
     def compress_chunk(self, data: bytes) -> bytes:
         """Compress ``data`` and flush, so the client can decode everything sent so far."""
 
@@ -40,6 +42,7 @@ def available_encodings() -> tuple[str, ...]:
 
 class _BrotliStream:
     __slots__ = ("_compressor",)
+    coding = "br"
 
     def __init__(self, quality: int) -> None:
         self._compressor = brotli.Compressor(quality=quality)
@@ -68,6 +71,7 @@ class BrotliCodec:
 
 class _GzipStream:
     __slots__ = ("_compressor",)
+    coding = "gzip"
 
     def __init__(self, level: int) -> None:
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -97,6 +101,7 @@ class GzipCodec:
 
 class _ZstdStream:
     __slots__ = ("_compressor",)
+    coding = "zstd"
 
     def __init__(self, level: int) -> None:
         assert zstandard is not None

@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Callable
 
+from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
@@ -15,6 +16,7 @@ from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
 from slipstream.config import Settings, path_matcher
+from slipstream.exporters.metrics import metrics_for
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
@@ -38,6 +40,7 @@ class CacheMiddleware:
         honour_client_no_cache: bool | None = None,
         allow_set_cookie: bool | None = None,
         max_entry_bytes: int | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         s = (settings or Settings()).with_options(
             "cache_",
@@ -54,6 +57,19 @@ class CacheMiddleware:
         self.settings = s
         self.status_header = s.cache_status_header.lower().encode("latin-1") or None
         self.responder = EntryResponder(s, self.status_header)
+        requests = metrics_for(registry or REGISTRY).cache_requests
+        self.outcomes = {
+            (result, tier): requests.labels(result, tier)
+            for result, tier in [
+                ("hit", "l1"),
+                ("hit", "l2"),
+                ("hit", "origin"),
+                ("stale", "l1"),
+                ("stale", "l2"),
+                ("miss", "none"),
+                ("bypass", "none"),
+            ]
+        }
         self.normalise_query = QueryNormaliser(s.cache_ignore_query_params)
         self.route_ttls: list[tuple[Callable[[str], object], float]] = []
         for route in s.cache_route_ttls:
@@ -70,7 +86,7 @@ class CacheMiddleware:
             return
         method: str = scope["method"]
         if self.excluded_path is not None and self.excluded_path(scope["path"]):
-            await self.app(scope, receive, self._tagged(send, b"BYPASS"))
+            await self.app(scope, receive, self._bypass(send))
             return
         if method not in ("GET", "HEAD"):
             await self._unsafe(scope, receive, send)
@@ -82,7 +98,7 @@ class CacheMiddleware:
             self.settings.cache_honour_client_no_cache,
         )
         if request.no_store:
-            await self.app(scope, receive, self._tagged(send, b"BYPASS"))
+            await self.app(scope, receive, self._bypass(send))
             return
         primary = primary_key(scope, self.normalise_query)
         found = self.cache.lookup_memory(primary, headers)
@@ -106,16 +122,20 @@ class CacheMiddleware:
             request=request,
         )
         if decision is policy.Decision.FRESH:
-            await self._serve(send, scope, primary, entry, "HIT", age)
+            await self._serve(send, scope, primary, entry, "HIT", age, found[1])
         elif decision is policy.Decision.REVALIDATE_IN_BACKGROUND:
             self._refresh_in_background(scope, primary, entry)
-            await self._serve(send, scope, primary, entry, "STALE", age)
+            await self._serve(send, scope, primary, entry, "STALE", age, found[1])
         elif request.only_if_cached:
             await _gateway_timeout(send)
         else:
-            await self._fetch(scope, receive, send, primary, entry)
+            await self._fetch(scope, receive, send, primary, entry, found[1])
 
-    async def _serve(self, send: Send, scope: Scope, primary: str, entry: CacheEntry, outcome: str, age: float) -> None:
+    async def _serve(
+        self, send: Send, scope: Scope, primary: str, entry: CacheEntry, outcome: str, age: float, tier: str
+    ) -> None:
+        if send is not _discard:
+            self.outcomes[outcome.lower(), tier].inc()
         headers: RawHeaders = scope["headers"]
 
         def keep_variant(entry: CacheEntry, coding: str, body: bytes) -> None:
@@ -131,7 +151,9 @@ class CacheMiddleware:
             keep_variant=keep_variant,
         )
 
-    async def _fetch(self, scope: Scope, receive: Receive, send: Send, primary: str, stale: CacheEntry | None) -> None:
+    async def _fetch(
+        self, scope: Scope, receive: Receive, send: Send, primary: str, stale: CacheEntry | None, tier: str = "none"
+    ) -> None:
         """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored."""
         capture = IdentityCapture()
         inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
@@ -159,16 +181,18 @@ class CacheMiddleware:
         except Exception:
             if not (serve_stale_on_error and not recorder.forwarded and stale is not None):
                 raise
-            await self._serve(send, scope, primary, stale, "STALE", stale.age(time.time()))
+            await self._serve(send, scope, primary, stale, "STALE", stale.age(time.time()), tier)
             return
         response_time = time.time()
+        if recorder.forwarded and send is not _discard:
+            self.outcomes["miss", "none"].inc()
         if stale is not None and recorder.swallowed and recorder.start is not None:
             if recorder.start["status"] == 304:
                 freshen(stale, recorder.start, request_time, response_time)
                 await self.cache.store(primary, stale, scope["headers"])
-                await self._serve(send, scope, primary, stale, "HIT", stale.age(response_time))
+                await self._serve(send, scope, primary, stale, "HIT", stale.age(response_time), "origin")
             else:
-                await self._serve(send, scope, primary, stale, "STALE", stale.age(response_time))
+                await self._serve(send, scope, primary, stale, "STALE", stale.age(response_time), tier)
             return
         entry = build_entry(
             recorder=recorder,
@@ -195,13 +219,10 @@ class CacheMiddleware:
         async def receive() -> Message:
             return {"type": "http.request", "body": b""} if not finished else {"type": "http.disconnect"}
 
-        async def discard(message: Message) -> None:
-            return None
-
         async def refresh() -> None:
             nonlocal finished
             try:
-                await self._fetch(scope, receive, discard, primary, entry)
+                await self._fetch(scope, receive, _discard, primary, entry)
             finally:
                 finished = True
                 self.cache.refreshing.discard(key)
@@ -237,10 +258,11 @@ class CacheMiddleware:
                 if url.split("/", 3)[:3] == origin:
                     await self.cache.purge_url(url)
 
-    def _tagged(self, send: Send, outcome: bytes) -> Send:
+    def _bypass(self, send: Send) -> Send:
+        self.outcomes["bypass", "none"].inc()
         if self.status_header is None:
             return send
-        header = (self.status_header, outcome)
+        header = (self.status_header, b"BYPASS")
 
         async def tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -267,6 +289,10 @@ def _with_validators(headers: RawHeaders, stale: CacheEntry) -> RawHeaders:
         if key.lower() == b"last-modified":
             rebuilt.append((b"if-modified-since", value))
     return rebuilt
+
+
+async def _discard(message: Message) -> None:
+    """The client of a background refresh: nobody."""
 
 
 async def _gateway_timeout(send: Send) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio.to_thread
+from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings, path_matcher
+from slipstream.exporters.metrics import metrics_for
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec, StreamCompressor, make_codecs
 from slipstream.http.content_types import CompressiblePolicy
@@ -37,6 +39,7 @@ class CompressionMiddleware:
         exclude_content_types: tuple[str, ...] | None = None,
         include_content_types: tuple[str, ...] | None = None,
         exclude_paths: tuple[str, ...] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         s = (settings or Settings()).with_options(
             "compression_",
@@ -58,6 +61,12 @@ class CompressionMiddleware:
             gzip_level=s.compression_gzip_level,
             zstd_level=s.compression_zstd_level,
         )
+        metrics = metrics_for(registry or REGISTRY)
+        # Label children bound once: a labelled lookup per response would cost more than the increment.
+        self.byte_counters = {
+            name: (metrics.compression_input_bytes.labels(name), metrics.compression_output_bytes.labels(name))
+            for name in self.codecs
+        }
         self.negotiate = EncodingNegotiator(s.compression_encodings)
         self.minimum_size = s.compression_minimum_size
         self.thread_threshold = s.compression_thread_threshold
@@ -75,6 +84,12 @@ class CompressionMiddleware:
         choice = self.negotiate(request_header(scope["headers"], b"accept-encoding"))
         responder = _CompressionResponder(self, send, choice, scope["method"] == "HEAD", scope.get(CAPTURE_SCOPE_KEY))
         await self.app(scope, receive, responder.send)
+
+    def count_bytes(self, coding: str, given: int, produced: int) -> None:
+        counters = self.byte_counters.get(coding)
+        if counters is not None:
+            counters[0].inc(given)
+            counters[1].inc(produced)
 
     async def run_compression(self, work: Callable[[bytes], bytes], data: bytes) -> bytes:
         """Compress on the event loop when cheap, in a worker thread when the input is large."""
@@ -214,6 +229,7 @@ class _CompressionResponder:
             compressed = codec.compress(body)
         else:
             compressed = await anyio.to_thread.run_sync(codec.compress, body)
+        self.middleware.count_bytes(codec.name, len(body), len(compressed))
         if self.capture is not None:
             self.capture.start, self.capture.body = start, body
         await self.downstream(
@@ -228,10 +244,12 @@ class _CompressionResponder:
         if message.get("more_body", False):
             if body:
                 chunk = await self.middleware.run_compression(stream.compress_chunk, body)
+                self.middleware.count_bytes(stream.coding, len(body), len(chunk))
                 await self.downstream({"type": "http.response.body", "body": chunk, "more_body": True})
             return
         self.state = _PASS
         tail = await self.middleware.run_compression(stream.finish, body)
+        self.middleware.count_bytes(stream.coding, len(body), len(tail))
         await self.downstream({"type": "http.response.body", "body": tail})
 
     async def _send_not_acceptable(self) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import anyio
+from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings
+from slipstream.exporters.metrics import metrics_for
 from slipstream.http.headers import RawHeaders
 from slipstream.http.preconditions import (
     CONDITIONAL_HEADERS,
     NOT_MODIFIED,
+    PRECONDITION_FAILED,
     EntityTag,
     Preconditions,
     content_etag,
@@ -44,6 +47,7 @@ class ConditionalMiddleware:
         generate_etags: bool | None = None,
         weak_etags: bool | None = None,
         check_unsafe_methods: bool | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         s = (settings or Settings()).with_options(
             "conditional_",
@@ -55,6 +59,8 @@ class ConditionalMiddleware:
         self.generate_etags = s.conditional_generate_etags
         self.weak_etags = s.conditional_weak_etags
         self.check_unsafe_methods = s.conditional_check_unsafe_methods
+        counter = metrics_for(registry or REGISTRY).conditional_responses
+        self.replaced = {NOT_MODIFIED: counter.labels("304"), PRECONDITION_FAILED: counter.labels("412")}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,6 +87,7 @@ class ConditionalMiddleware:
             return
         etag, last_modified, exists = await self._current_validators(scope)
         if preconditions.evaluate(method, etag, last_modified, exists) is not None:
+            self.replaced[PRECONDITION_FAILED].inc()
             await _send_precondition_failed(send, method)
             return
         await self.app(scope, receive, send)
@@ -177,6 +184,7 @@ class _ConditionalResponder:
             await self.downstream(start)
             return True
         self.state = _DROP
+        self.middleware.replaced[outcome].inc()
         if outcome == NOT_MODIFIED:
             await _send_not_modified(self.downstream, start.get("headers", ()))
         else:

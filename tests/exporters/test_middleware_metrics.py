@@ -1,0 +1,52 @@
+"""The counters the cache, compression and conditional middlewares report, read back from a private registry."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware, Settings
+from tests.middleware.apps import TEXT, respond
+from tests.support import call_asgi
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_middlewares_count_what_they_do() -> None:
+    registry = CollectorRegistry()
+    settings = Settings(cache_exclude_paths=("/private",))
+    origin = respond(headers=[("content-type", "text/html"), ("cache-control", "max-age=60")])
+    stack = CacheMiddleware(
+        CompressionMiddleware(
+            ConditionalMiddleware(origin, settings=settings, registry=registry), settings=settings, registry=registry
+        ),
+        settings=settings,
+        registry=registry,
+    )
+    first = await call_asgi(stack, headers=[("accept-encoding", "br")])
+    await call_asgi(stack, headers=[("accept-encoding", "br")])
+    await call_asgi(stack, headers=[("if-none-match", first.headers["etag"])])
+    await call_asgi(stack, path="/private", headers=[("accept-encoding", "gzip")])
+    await call_asgi(stack, path="/private", headers=[("if-match", '"stale"')])
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    assert value("slipstream_cache_requests_total", result="miss", tier="none") == 1
+    assert value("slipstream_cache_requests_total", result="hit", tier="l1") == 2
+    assert value("slipstream_cache_requests_total", result="bypass", tier="none") == 2
+    assert value("slipstream_compression_input_bytes_total", encoding="br") == len(TEXT)
+    assert 0 < value("slipstream_compression_output_bytes_total", encoding="br") < len(TEXT)
+    assert value("slipstream_compression_input_bytes_total", encoding="gzip") == len(TEXT)
+    # The 304 above came from the cache itself; the conditional middleware replaced only the /private 412.
+    assert value("slipstream_conditional_responses_total", http_response_status_code="412") == 1
+
+
+async def test_streamed_compression_counts_every_chunk() -> None:
+    registry = CollectorRegistry()
+    chunks = [TEXT, TEXT[:100], TEXT]
+    app = CompressionMiddleware(respond(chunks), registry=registry)
+    await call_asgi(app, headers=[("accept-encoding", "zstd")])
+    assert registry.get_sample_value("slipstream_compression_input_bytes_total", {"encoding": "zstd"}) == sum(
+        len(chunk) for chunk in chunks
+    )
