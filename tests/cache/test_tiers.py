@@ -7,6 +7,7 @@ import time
 import anyio
 import pytest
 import redis.asyncio
+from prometheus_client import CollectorRegistry
 
 from slipstream import ResponseCache, Settings
 from tests.cache.conftest import make_cache
@@ -118,7 +119,8 @@ async def test_an_unreadable_redis_value_is_a_miss(
 async def test_redis_dying_mid_burst_fails_no_request_and_comes_back(redis_server: RedisServer) -> None:
     cache = make_cache(redis_server.url)
     origin = Origin()
-    app = stack(origin, cache=cache)
+    registry = CollectorRegistry()
+    app = stack(origin, cache=cache, registry=registry)
     slowest = 0.0
     statuses: set[int] = set()
 
@@ -150,6 +152,7 @@ async def test_redis_dying_mid_burst_fails_no_request_and_comes_back(redis_serve
     finally:
         await cache.close()
     assert statuses == {200}
+    assert (registry.get_sample_value("slipstream_cache_redis_errors_total") or 0) >= 3
     assert slowest < 1.0, f"a request took {slowest:.3f} s while Redis was down"
     assert cache.redis.breaker.state == "closed"
 

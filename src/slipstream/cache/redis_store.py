@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any, TypeVar
 
 import xxhash
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -92,6 +93,8 @@ class RedisStore:
         self._put = client.register_script(_PUT)
         self._add = client.register_script(_ADD)
         self._release = client.register_script(_RELEASE)
+        # Set by CacheMiddleware to its registry's slipstream_cache_redis_errors_total.
+        self.error_counter: Counter | None = None
 
     @classmethod
     def from_url(
@@ -121,6 +124,8 @@ class RedisStore:
             result = await operation()
         except _ERRORS as exc:
             self.breaker.record_failure()
+            if self.error_counter is not None:
+                self.error_counter.inc()
             logger.debug("redis call failed: %r", exc)
             return default
         self.breaker.record_success()

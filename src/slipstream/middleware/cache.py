@@ -57,7 +57,10 @@ class CacheMiddleware:
         self.settings = s
         self.status_header = s.cache_status_header.lower().encode("latin-1") or None
         self.responder = EntryResponder(s, self.status_header)
-        requests = metrics_for(registry or REGISTRY).cache_requests
+        metrics = metrics_for(registry or REGISTRY)
+        if self.cache.redis is not None:
+            self.cache.redis.error_counter = metrics.cache_redis_errors
+        requests = metrics.cache_requests
         self.outcomes = {
             (result, tier): requests.labels(result, tier)
             for result, tier in [
