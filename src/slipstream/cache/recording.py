@@ -9,9 +9,11 @@ from starlette.types import Message, Send
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
 from slipstream.cache.keys import vary_fields
+from slipstream.cache.tags import SURROGATE_KEY
 from slipstream.http.capture import IdentityCapture
 from slipstream.http.headers import RawHeaders
 
+_SURROGATE_KEY = SURROGATE_KEY.encode("ascii")
 # Never stored: hop-by-hop fields, and fields a cache recomputes.
 _NOT_STORED = frozenset(
     {
@@ -25,10 +27,9 @@ _NOT_STORED = frozenset(
         b"upgrade",
         b"content-length",
         b"age",
-        b"surrogate-key",
+        _SURROGATE_KEY,
     }
 )
-SURROGATE_KEY = b"surrogate-key"
 
 
 class ResponseRecorder:
@@ -58,7 +59,7 @@ class ResponseRecorder:
             if self.hold and (status == 304 or (status >= 500 and self.serve_stale_on_error)):
                 self.swallowed = True
                 return
-            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != SURROGATE_KEY]
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _SURROGATE_KEY]
             if self.status_header is not None:
                 headers.append((self.status_header, b"MISS"))
             self.forwarded = True
@@ -155,7 +156,7 @@ def build_entry(
         must_revalidate=response_cc.must_revalidate,
         compressible=capture.compressible and len(identity_body) >= minimum_compress_size,
         vary=vary,
-        tags=tuple(fields.get(SURROGATE_KEY, b"").decode("latin-1").split()),
+        tags=tuple(fields.get(_SURROGATE_KEY, b"").decode("latin-1").split()),
         variants=variants,
     )
 
