@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,55 @@ def test_cache_settings_from_env() -> None:
 def test_bad_cache_settings(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(environ)
+
+
+def test_telemetry_settings_follow_the_standard_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+            "OTEL_SERVICE_NAME": "shop",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+            "OTEL_SDK_DISABLED": "true",
+            "PROMETHEUS_MULTIPROC_DIR": "/tmp/prom",
+            "SLIPSTREAM_TIMING_BUCKETS": "0.01, 0.1,1",
+            "SLIPSTREAM_METRICS_PORT": "",
+        }
+    )
+    assert settings.otel_endpoint == "http://127.0.0.1:4318"
+    assert settings.otel_service_name == "shop"
+    assert settings.otel_sample_ratio == 0.25
+    assert settings.tracing_enabled is False
+    assert settings.metrics_multiprocess_dir == "/tmp/prom"
+    assert settings.timing_buckets == (0.01, 0.1, 1.0)
+    assert settings.metrics_port is None
+
+
+def test_slipstream_variables_win_over_the_standard_ones() -> None:
+    settings = Settings.from_env(
+        {"OTEL_SERVICE_NAME": "a", "SLIPSTREAM_OTEL_SERVICE_NAME": "b", "OTEL_SDK_DISABLED": "true"}
+        | {"SLIPSTREAM_TRACING_ENABLED": "1", "SLIPSTREAM_METRICS_PORT": "9100"}
+    )
+    assert (settings.otel_service_name, settings.tracing_enabled, settings.metrics_port) == ("b", True, 9100)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"metrics_names": "datadog"}, "metrics_names must be one of"),
+        ({"otel_sample_ratio": 1.5}, "otel_sample_ratio"),
+        ({"timing_bottleneck_share": 0.0}, "timing_bottleneck_share"),
+        ({"timing_buckets": (1.0, 0.5)}, "timing_buckets"),
+        ({"timing_buckets": ()}, "timing_buckets"),
+        ({"metrics_path": "metrics"}, "must start with '/'"),
+        ({"report_path": "report"}, "must start with '/'"),
+        ({"metrics_allow_networks": ("10.0.0.0/8", "nonsense")}, "nonsense"),
+    ],
+)
+def test_bad_telemetry_settings_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(**options)
+
+
+def test_bucket_variables_must_be_numbers() -> None:
+    with pytest.raises(ValueError, match="SLIPSTREAM_TIMING_BUCKETS: expected a number"):
+        Settings.from_env({"SLIPSTREAM_TIMING_BUCKETS": "0.1,fast"})

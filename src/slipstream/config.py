@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import typing
@@ -10,9 +11,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from slipstream.exporters.metrics import DURATION_BUCKETS
 from slipstream.http.codecs import available_encodings
 
 ENV_PREFIX = "SLIPSTREAM_"
+# The standard variables of OpenTelemetry and prometheus_client, read when the SLIPSTREAM_ one is unset.
+STANDARD_VARIABLES = {
+    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otel_service_name": "OTEL_SERVICE_NAME",
+    "otel_sample_ratio": "OTEL_TRACES_SAMPLER_ARG",
+    "metrics_multiprocess_dir": "PROMETHEUS_MULTIPROC_DIR",
+}
+METRIC_NAME_SETS = ("semconv", "starlette_exporter", "instrumentator")
 
 # Already-compressed or incompressible media: compressing them burns CPU for no gain.
 # A trailing "/" matches the whole top-level type.
@@ -87,6 +97,39 @@ class Settings:
     # How long a stale entry with a validator is kept to be revalidated after its stale windows end.
     cache_revalidation_grace: float = 300.0
 
+    timing_enabled: bool = True
+    # Server-Timing response header: app time, cache outcome, db time and query count, each @timed operation.
+    timing_server_timing: bool = True
+    # An operation taking more than this share of its request's time is flagged as the request's bottleneck.
+    timing_bottleneck_share: float = 0.2
+    # Duration histogram buckets in seconds; OpenTelemetry's advisory buckets by default.
+    timing_buckets: tuple[float, ...] = DURATION_BUCKETS
+
+    # Also export the HTTP metrics under "starlette_exporter" or "instrumentator" names, for existing dashboards.
+    metrics_names: str = "semconv"
+    # /metrics on its own port, served from a thread of the app process; None turns it off. With
+    # metrics_multiprocess_dir set, workers do not serve: the `slipstream sidecar` process does.
+    metrics_port: int | None = 9464
+    metrics_host: str = "127.0.0.1"
+    # Also mount /metrics on the app's own (public) port at this path; protect it with a token or allowlist.
+    metrics_path: str | None = None
+    metrics_bearer_token: str | None = None
+    metrics_allow_networks: tuple[str, ...] = ()
+    # prometheus_client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR), for several worker processes.
+    metrics_multiprocess_dir: str | None = None
+    # A JSON report (slowest routes, errors, cache hit ratio, compression savings, slowest operations) served
+    # at /report next to /metrics on the metrics port, and at report_path on the app when that is set.
+    report_enabled: bool = False
+    report_path: str | None = None
+
+    # One SERVER span per request, when a tracer provider exists (ours from the otel_* settings, or the app's).
+    tracing_enabled: bool = True
+    # OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318): traces and metrics are exported there.
+    otel_endpoint: str | None = None
+    otel_service_name: str | None = None
+    # Share of new traces sampled; a sampled or unsampled parent (traceparent) is always followed.
+    otel_sample_ratio: float = 1.0
+
     def __post_init__(self) -> None:
         known = available_encodings()
         for name in self.compression_encodings:
@@ -110,6 +153,24 @@ class Settings:
                 raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}") from None
             if not pattern or ttl < 0:
                 raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}")
+        if self.metrics_names not in METRIC_NAME_SETS:
+            raise ValueError(f"metrics_names must be one of {', '.join(METRIC_NAME_SETS)}, got {self.metrics_names!r}")
+        if not 0 <= self.otel_sample_ratio <= 1:
+            raise ValueError(f"otel_sample_ratio must be between 0 and 1, got {self.otel_sample_ratio}")
+        if not 0 < self.timing_bottleneck_share <= 1:
+            raise ValueError(
+                f"timing_bottleneck_share must be above 0 and at most 1, got {self.timing_bottleneck_share}"
+            )
+        if not self.timing_buckets or list(self.timing_buckets) != sorted(set(self.timing_buckets)):
+            raise ValueError(f"timing_buckets must be increasing and not empty, got {self.timing_buckets!r}")
+        for path in (self.metrics_path, self.report_path):
+            if path is not None and not path.startswith("/"):
+                raise ValueError(f"metrics_path and report_path must start with '/', got {path!r}")
+        for network in self.metrics_allow_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"metrics_allow_networks: not an address or network: {network!r}") from None
         for pattern in self.compression_exclude_paths + self.cache_exclude_paths:
             try:
                 re.compile(pattern)
@@ -118,14 +179,23 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ``SLIPSTREAM_<FIELD>`` variables; unset ones keep their defaults."""
+        """Settings from ``SLIPSTREAM_<FIELD>`` variables; unset ones keep their defaults.
+
+        A few fields also follow the standard variable of their tool (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+        ``OTEL_SERVICE_NAME``, ``OTEL_TRACES_SAMPLER_ARG``, ``PROMETHEUS_MULTIPROC_DIR``, and
+        ``OTEL_SDK_DISABLED=true`` turning tracing off) when the ``SLIPSTREAM_`` one is unset.
+        """
         env = os.environ if environ is None else environ
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             name = ENV_PREFIX + f.name.upper()
+            if name not in env:
+                name = STANDARD_VARIABLES.get(f.name, name)
             if name in env:
                 values[f.name] = _parse_env_value(name, env[name], hints[f.name])
+        if ENV_PREFIX + "TRACING_ENABLED" not in env and env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            values["tracing_enabled"] = False
         unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() not in hints)
         if unknown:
             raise ValueError(f"unknown slipstream setting(s): {', '.join(unknown)}")
@@ -174,8 +244,13 @@ def _parse_env_value(name: str, raw: str, hint: Any) -> object:
             raise ValueError(f"{name}: expected a number, got {raw!r}") from None
     if hint == (str | None):
         return raw.strip() or None
+    if hint == (int | None):
+        return _parse_env_value(name, raw, int) if raw.strip() else None
     if hint is str:
         return raw
     if typing.get_origin(hint) is tuple:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
+        parts = [part.strip() for part in raw.split(",") if part.strip()]
+        if typing.get_args(hint)[0] is float:
+            return tuple(typing.cast(float, _parse_env_value(name, part, float)) for part in parts)
+        return tuple(parts)
     raise TypeError(f"{name}: no parser for {hint!r}")  # pragma: no cover - guards future fields
