@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 import slipstream
-from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware, Settings
+from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware, Settings, TimingMiddleware
 from tests.middleware.apps import TEXT
 from tests.support import asgi_client
 
@@ -35,7 +35,12 @@ async def test_install_composes_compression_outside_conditional() -> None:
 
     app = Starlette(routes=[Route("/", page)])
     slipstream.install(app, Settings())
-    assert [m.cls for m in app.user_middleware] == [CacheMiddleware, CompressionMiddleware, ConditionalMiddleware]  # type: ignore[comparison-overlap]
+    assert [m.cls for m in app.user_middleware][1:] == [  # type: ignore[comparison-overlap]
+        TimingMiddleware,
+        CacheMiddleware,
+        CompressionMiddleware,
+        ConditionalMiddleware,
+    ]
     async with asgi_client(app) as client:
         response = await client.get("/", headers={"accept-encoding": "gzip"})
         revalidated = await client.get(
@@ -49,8 +54,10 @@ async def test_install_composes_compression_outside_conditional() -> None:
 
 def test_install_skips_what_settings_switch_off() -> None:
     app = Starlette()
-    slipstream.install(app, Settings(compression_enabled=False, conditional_enabled=False, cache_enabled=False))
-    assert app.user_middleware == []
+    slipstream.install(
+        app, Settings(compression_enabled=False, conditional_enabled=False, cache_enabled=False, timing_enabled=False)
+    )
+    assert len(app.user_middleware) == 1
 
 
 def test_install_reads_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

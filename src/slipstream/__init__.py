@@ -7,17 +7,24 @@ from slipstream.config import Settings
 from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
+from slipstream.middleware.timing import TimingMiddleware
+from slipstream.record import RequestRecord, current_record
 from slipstream.setup import Installation, install
+from slipstream.timed import timed
 
 __all__ = [
     "CacheMiddleware",
     "CompressionMiddleware",
     "ConditionalMiddleware",
     "Installation",
+    "RequestRecord",
     "ResponseCache",
     "Settings",
+    "TimingMiddleware",
     "cached",
+    "current_record",
     "install",
     "tag_response",
+    "timed",
 ]
 __version__ = "0.1.0"

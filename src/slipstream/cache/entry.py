@@ -13,7 +13,7 @@ from slipstream.http.preconditions import EntityTag
 
 RawHeaders = list[tuple[bytes, bytes]]
 
-_MAGIC = b"SLC\x01"
+_MAGIC = b"SLC\x02"
 _FIXED = struct.Struct(">Hdddddd B")
 _LENGTH = struct.Struct(">I")
 _NO_DATE = -1.0
@@ -54,6 +54,8 @@ class CacheEntry:
     vary: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     variants: dict[str, bytes] = field(default_factory=dict)
+    # The route template of the request that filled the entry, so hits are labelled with it.
+    route: str | None = None
     # Response headers per coding (None: identity), rendered on first use; never serialised.
     rendered: dict[str | None, Rendering] = field(default_factory=dict, compare=False, repr=False)
 
@@ -65,7 +67,7 @@ class CacheEntry:
         # Each header costs its bytes and objects, once as stored and up to RENDERINGS times as rendered.
         headers = sum(len(k) + len(v) + HEADER_OVERHEAD * (1 + RENDERINGS) for k, v in self.headers)
         variants = sum(len(v) + HEADER_OVERHEAD for v in self.variants.values())
-        return ENTRY_OVERHEAD + len(self.body) + headers + variants + len(self.etag or b"")
+        return ENTRY_OVERHEAD + len(self.body) + headers + variants + len(self.etag or b"") + len(self.route or "")
 
     def storage_ttl(self, revalidation_grace: float) -> float:
         """How long a store keeps the entry: fresh time, stale windows, and a grace to revalidate it by validator."""
@@ -100,6 +102,7 @@ def serialise(entry: CacheEntry) -> bytes:
 
     add(entry.body)
     add(b"" if entry.etag is None else b"\x01" + entry.etag)
+    add(b"" if entry.route is None else b"\x01" + entry.route.encode())
     for group in (
         [item for pair in entry.headers for item in pair],
         [name.encode() for name in entry.vary],
@@ -149,6 +152,7 @@ def deserialise(data: bytes) -> CacheEntry:
     )
     body = reader.item()
     etag_field = reader.item()
+    route_field = reader.item()
     header_items, vary, tags, variant_items = reader.group(), reader.group(), reader.group(), reader.group()
     if len(header_items) % 2 or len(variant_items) % 2 or reader.position != len(data):
         raise ValueError("corrupt cache entry")
@@ -169,4 +173,5 @@ def deserialise(data: bytes) -> CacheEntry:
         vary=tuple(name.decode() for name in vary),
         tags=tuple(tag.decode() for tag in tags),
         variants={coding.decode(): body for coding, body in zip(variant_items[::2], variant_items[1::2], strict=True)},
+        route=route_field[1:].decode() if route_field else None,
     )

@@ -54,16 +54,23 @@ def metrics_for(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float]
         return found
 
 
+def reuse_or_register(
+    kind: type[M], registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str] = (), **extra: Any
+) -> M:
+    """A new metric in ``registry``, or the one of that name and kind already there (never "Duplicated timeseries")."""
+    try:
+        return kind(name, documentation, labels, registry=registry, **extra)
+    except ValueError:
+        # Registered by someone else in this registry (an earlier slipstream import, say): reuse it.
+        existing = registry._names_to_collectors.get(name) or registry._names_to_collectors.get(name + "_total")
+        if isinstance(existing, kind):
+            return existing
+        raise
+
+
 def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
     def make(kind: type[M], name: str, documentation: str, labels: Sequence[str] = (), **extra: Any) -> M:
-        try:
-            return kind(name, documentation, labels, registry=registry, **extra)
-        except ValueError:
-            # Registered by someone else in this registry (an earlier slipstream import, say): reuse it.
-            existing = registry._names_to_collectors.get(name) or registry._names_to_collectors.get(name + "_total")
-            if isinstance(existing, kind):
-                return existing
-            raise
+        return reuse_or_register(kind, registry, name, documentation, labels, **extra)
 
     route = ("http_request_method", "http_route")
     return Metrics(

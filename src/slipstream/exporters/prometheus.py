@@ -47,6 +47,12 @@ _REFUSALS = {
 }
 
 
+def refusal_response(status: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers (without Content-Length) and body of a refusal ``MetricsAccess.verdict`` asked for."""
+    body, extra = _REFUSALS[status]
+    return status, [(b"content-type", b"text/plain; charset=utf-8"), *extra], body
+
+
 class MetricsApp:
     """ASGI app exposing ``registry``; mount it (e.g. ``Mount("/metrics", MetricsApp(...))``) only when wanted."""
 
@@ -72,9 +78,9 @@ class MetricsApp:
         if refusal is None:
             await self.exposition(scope, receive, send)
             return
-        body, extra = _REFUSALS[refusal]
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body)), *extra]
-        await send({"type": "http.response.start", "status": refusal, "headers": headers})
+        status, headers, body = refusal_response(refusal)
+        headers.append((b"content-length", b"%d" % len(body)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -87,7 +93,7 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class MetricsServer:
-    """/metrics on its own port, served from a daemon thread of the app's process."""
+    """/metrics on its own port, served from a daemon thread of the app's process; /report too when given one."""
 
     def __init__(
         self,
@@ -97,6 +103,7 @@ class MetricsServer:
         *,
         bearer_token: str | None = None,
         allow_networks: Sequence[str] = (),
+        report: Callable[[], bytes] | None = None,
     ) -> None:
         access = MetricsAccess(bearer_token, allow_networks)
         exposition: WSGIApp = make_wsgi_app(registry)
@@ -104,6 +111,10 @@ class MetricsServer:
         def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             authorization = environ.get("HTTP_AUTHORIZATION")
             refusal = access.verdict(environ.get("REMOTE_ADDR"), authorization.encode() if authorization else None)
+            if refusal is None and report is not None and environ.get("PATH_INFO") == "/report":
+                body = report()
+                start_response("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+                return [body]
             if refusal is None:
                 return exposition(environ, start_response)
             body, extra = _REFUSALS[refusal]

@@ -20,6 +20,7 @@ from slipstream.exporters.metrics import metrics_for
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
+from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
 
 _VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
 
@@ -139,6 +140,7 @@ class CacheMiddleware:
     ) -> None:
         if send is not _discard:
             self.outcomes[outcome.lower(), tier].inc()
+            note_cache_outcome(outcome, entry.route)
         headers: RawHeaders = scope["headers"]
 
         def keep_variant(entry: CacheEntry, coding: str, body: bytes) -> None:
@@ -160,6 +162,7 @@ class CacheMiddleware:
         """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored."""
         capture = IdentityCapture()
         inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
+        follow_scope(inner)
         serve_stale_on_error = stale is not None and policy.within_stale_if_error(
             age=stale.age(time.time()),
             lifetime=stale.lifetime,
@@ -189,6 +192,7 @@ class CacheMiddleware:
         response_time = time.time()
         if recorder.forwarded and send is not _discard:
             self.outcomes["miss", "none"].inc()
+            note_cache_outcome("MISS")
         if stale is not None and recorder.swallowed and recorder.start is not None:
             if recorder.start["status"] == 304:
                 freshen(stale, recorder.start, request_time, response_time)
@@ -209,6 +213,9 @@ class CacheMiddleware:
             minimum_compress_size=self.settings.compression_minimum_size,
         )
         if entry is not None:
+            record = current_record()
+            if record is not None:
+                entry.route = record.route
             await self.cache.store(primary, entry, scope["headers"])
 
     def _refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
@@ -224,6 +231,7 @@ class CacheMiddleware:
 
         async def refresh() -> None:
             nonlocal finished
+            forget_record()
             try:
                 await self._fetch(scope, receive, _discard, primary, entry)
             finally:
@@ -263,6 +271,7 @@ class CacheMiddleware:
 
     def _bypass(self, send: Send) -> Send:
         self.outcomes["bypass", "none"].inc()
+        note_cache_outcome("BYPASS")
         if self.status_header is None:
             return send
         header = (self.status_header, b"BYPASS")

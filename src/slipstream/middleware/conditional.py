@@ -20,6 +20,7 @@ from slipstream.http.preconditions import (
     parse_entity_tag,
     parse_http_date,
 )
+from slipstream.record import follow_scope
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Request fields that must not reach the GET that looks up the current validators of an unsafe request.
@@ -74,8 +75,10 @@ class ConditionalMiddleware:
                 return
             responder = _ConditionalResponder(self, send, preconditions, method)
             # HEAD runs as GET so the body can be hashed: HEAD must carry the ETag GET would.
-            head_as_get = method == "HEAD" and self.generate_etags
-            await self.app({**scope, "method": "GET"} if head_as_get else scope, receive, responder.send)
+            if method == "HEAD" and self.generate_etags:
+                scope = {**scope, "method": "GET"}
+                follow_scope(scope)
+            await self.app(scope, receive, responder.send)
             return
         if (
             preconditions is None

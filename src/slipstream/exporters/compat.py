@@ -1,0 +1,133 @@
+"""HTTP metrics under the names other exporters use, so dashboards built for them keep working.
+
+``metrics_names="starlette_exporter"`` or ``"instrumentator"`` adds these series next to slipstream's own
+(OpenTelemetry names), which the shipped dashboards read. Routes are templates as in slipstream's metrics;
+a request no route matched is labelled as the other exporter labels it when it groups unmatched paths.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+from slipstream.exporters.metrics import reuse_or_register
+
+# prometheus-fastapi-instrumentator's default buckets for its two duration histograms.
+_INSTRUMENTATOR_BUCKETS = (0.1, 0.5, 1.0)
+_INSTRUMENTATOR_HIGHR_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    3.0,
+    3.5,
+    4.0,
+    4.5,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class CompatMetrics:
+    """Records one request into another exporter's series; ``started`` and ``finished`` bracket each request."""
+
+    def started(self, method: str) -> None:
+        raise NotImplementedError
+
+    def finished(
+        self, method: str, route: str | None, status: int, seconds: float, request_size: int, response_size: int
+    ) -> None:
+        raise NotImplementedError
+
+
+class StarletteExporterMetrics(CompatMetrics):
+    """starlette_exporter's defaults: ``starlette_requests_total``, ``…_duration_seconds`` and ``…_in_progress``."""
+
+    app_name = "starlette"
+    unmatched = "__unknown__"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("method", "path", "status_code", "app_name")
+        self.requests = reuse_or_register(Counter, registry, "starlette_requests_total", "Total HTTP requests", labels)
+        self.duration = reuse_or_register(
+            Histogram, registry, "starlette_request_duration_seconds", "HTTP request duration, in seconds", labels
+        )
+        self.in_progress = reuse_or_register(
+            Gauge,
+            registry,
+            "starlette_requests_in_progress",
+            "Total HTTP requests currently in progress",
+            ("method", "app_name"),
+            multiprocess_mode="livesum",
+        )
+
+    def started(self, method: str) -> None:
+        self.in_progress.labels(method, self.app_name).inc()
+
+    def finished(
+        self, method: str, route: str | None, status: int, seconds: float, request_size: int, response_size: int
+    ) -> None:
+        labels = (method, route or self.unmatched, str(status), self.app_name)
+        self.requests.labels(*labels).inc()
+        self.duration.labels(*labels).observe(seconds)
+        self.in_progress.labels(method, self.app_name).dec()
+
+
+class InstrumentatorMetrics(CompatMetrics):
+    """prometheus-fastapi-instrumentator's default metrics, with status codes grouped as it does (``2xx``)."""
+
+    unmatched = "none"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = reuse_or_register(
+            Counter, registry, "http_requests_total", "Total number of requests by method, status and handler.",
+            ("method", "status", "handler"),
+        )  # fmt: skip
+        self.request_size = reuse_or_register(
+            Summary, registry, "http_request_size_bytes", "Content length of incoming requests by handler.",
+            ("handler",),
+        )  # fmt: skip
+        self.response_size = reuse_or_register(
+            Summary, registry, "http_response_size_bytes", "Content length of outgoing responses by handler.",
+            ("handler",),
+        )  # fmt: skip
+        self.latency = reuse_or_register(
+            Histogram, registry, "http_request_duration_seconds", "Latency with only few buckets by handler.",
+            ("method", "handler"), buckets=_INSTRUMENTATOR_BUCKETS,
+        )  # fmt: skip
+        self.latency_highr = reuse_or_register(
+            Histogram, registry, "http_request_duration_highr_seconds", "Latency with many buckets but no labels.",
+            (), buckets=_INSTRUMENTATOR_HIGHR_BUCKETS,
+        )  # fmt: skip
+
+    def started(self, method: str) -> None:
+        """The instrumentator keeps no in-progress gauge by default."""
+
+    def finished(
+        self, method: str, route: str | None, status: int, seconds: float, request_size: int, response_size: int
+    ) -> None:
+        handler = route or self.unmatched
+        self.requests.labels(method, f"{status // 100}xx", handler).inc()
+        self.request_size.labels(handler).observe(request_size)
+        self.response_size.labels(handler).observe(response_size)
+        self.latency.labels(method, handler).observe(seconds)
+        self.latency_highr.observe(seconds)
+
+
+def compat_metrics(registry: CollectorRegistry, names: str) -> CompatMetrics | None:
+    """The extra series for ``names`` ("semconv" needs none)."""
+    if names == "starlette_exporter":
+        return StarletteExporterMetrics(registry)
+    if names == "instrumentator":
+        return InstrumentatorMetrics(registry)
+    return None

@@ -1,0 +1,164 @@
+"""The JSON report: slowest routes (p50/p95/p99), error rates, cache hit ratio, compression savings, slow operations.
+
+Opt-in (``report_enabled``). TimingMiddleware feeds it one call per request; it keeps the last
+``SAMPLES`` durations per route and per operation, for at most ``MAX_ROUTES`` routes and ``MAX_OPERATIONS``
+operations, so its memory is bounded however long the process lives. Served at /report next to /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import Counter as Tally
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from starlette.types import Receive, Scope, Send
+
+from slipstream.exporters.metrics import Metrics, metrics_for
+from slipstream.exporters.prometheus import MetricsAccess, refusal_response
+from slipstream.record import RequestRecord
+
+SAMPLES = 1024
+MAX_ROUTES = 500
+MAX_OPERATIONS = 200
+TOP = 20
+OVERFLOW = "__other__"
+
+
+class _Series:
+    __slots__ = ("count", "errors", "samples")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.samples: deque[float] = deque(maxlen=SAMPLES)
+
+
+class Report:
+    """Bounded in-memory summaries of recent requests and operations."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, clock: Callable[[], float] = time.time) -> None:
+        self.metrics: Metrics = metrics_for(registry)
+        self.clock = clock
+        self.started = clock()
+        self.lock = threading.Lock()
+        self.routes: dict[tuple[str, str], _Series] = {}
+        self.operations: dict[str, _Series] = {}
+        self.cache: Tally[str] = Tally()
+
+    def observe(self, method: str, route: str, status: int, seconds: float, record: RequestRecord) -> None:
+        with self.lock:
+            series = _entry(self.routes, (method, route), (OVERFLOW, OVERFLOW), MAX_ROUTES)
+            series.count += 1
+            series.errors += status >= 500
+            series.samples.append(seconds)
+            if record.cache is not None:
+                self.cache[record.cache] += 1
+            for name, (calls, total) in record.operations.items():
+                operation = _entry(self.operations, name, OVERFLOW, MAX_OPERATIONS)
+                operation.count += int(calls)
+                operation.samples.append(total / calls)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            routes = [
+                {"method": method, "route": route, **_summary(series)}
+                for (method, route), series in self.routes.items()
+            ]
+            operations = [{"operation": name, **_summary(series)} for name, series in self.operations.items()]
+            cache = dict(self.cache)
+        for row in routes:
+            row["error_rate"] = round(row.pop("errors") / row["requests"], 4)
+        for row in operations:
+            row["calls"] = row.pop("requests")
+            del row["errors"]
+        served = sum(cache.get(outcome, 0) for outcome in ("HIT", "STALE", "MISS"))
+        hits = cache.get("HIT", 0) + cache.get("STALE", 0)
+        return {
+            "generated_at": self.clock(),
+            "window_started_at": self.started,
+            "samples_per_series": SAMPLES,
+            "slowest_routes": sorted(routes, key=lambda row: -row["p95"])[:TOP],
+            "error_routes": sorted(
+                (row for row in routes if row["error_rate"] > 0), key=lambda row: -row["error_rate"]
+            )[:TOP],
+            "cache": {
+                "outcomes": cache,
+                "hit_ratio": round(hits / served, 4) if served else None,
+            },
+            "compression": self._compression(),
+            "slowest_operations": sorted(operations, key=lambda row: -row["p95"])[:TOP],
+        }
+
+    def _compression(self) -> dict[str, dict[str, float | None]]:
+        given = _by_label(self.metrics.compression_input_bytes.collect())
+        made = _by_label(self.metrics.compression_output_bytes.collect())
+        return {
+            coding: {
+                "input_bytes": size,
+                "output_bytes": made.get(coding, 0.0),
+                "savings_ratio": round(1 - made.get(coding, 0.0) / size, 4) if size else None,
+            }
+            for coding, size in given.items()
+        }
+
+    def json(self) -> bytes:
+        return json.dumps(self.snapshot(), separators=(",", ":")).encode()
+
+
+def _entry(table: dict[Any, _Series], key: Any, overflow: Any, limit: int) -> _Series:
+    series = table.get(key)
+    if series is None:
+        if len(table) >= limit:
+            key = overflow
+            series = table.get(key)
+        if series is None:
+            series = table[key] = _Series()
+    return series
+
+
+def _summary(series: _Series) -> dict[str, Any]:
+    ordered = sorted(series.samples)
+
+    def quantile(q: float) -> float:
+        return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 6)
+
+    return {
+        "requests": series.count,
+        "errors": series.errors,
+        "p50": quantile(0.5),
+        "p95": quantile(0.95),
+        "p99": quantile(0.99),
+        "max": round(ordered[-1], 6),
+    }
+
+
+def _by_label(families: Iterable[Metric]) -> dict[str, float]:
+    return {s.labels["encoding"]: s.value for f in families for s in f.samples if s.name.endswith("_total")}
+
+
+class ReportApp:
+    """The report as an ASGI app, to mount on the app's port when ``report_path`` asks for it."""
+
+    def __init__(self, report: Report, access: MetricsAccess | None = None) -> None:
+        self.report = report
+        self.access = access or MetricsAccess()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        refusal = self.access.verdict(client[0] if client else None, authorization)
+        if refusal is not None:
+            status, headers, body = refusal_response(refusal)
+        else:
+            status, body = 200, self.report.json()
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

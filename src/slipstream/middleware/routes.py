@@ -1,0 +1,99 @@
+"""Route templates for labels and span names: ``/users/{id}``, mounts and included routers resolved, never raw paths.
+
+Starlette's router records the route it matched in ``scope["route"]``; inside a mount the inner router
+overwrites it with the inner route. The full template of a route is its own path format prefixed by the
+mounts above it, which one walk of the route tree from the top router finds; the walk is cached by route
+object and repeated only when a route turns up that the last walk did not see (routes added later).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.routing import Host, Match, Mount
+from starlette.types import Scope
+
+UNMATCHED_ROUTE = "__unmatched__"
+_MOUNT_SUFFIX = "/{path}"
+
+
+class RouteTemplates:
+    """Maps the route a request matched to its full path template."""
+
+    def __init__(self) -> None:
+        # id(route) -> (route, template); the route is kept so its id cannot be reused while mapped.
+        self._templates: dict[int, tuple[object, str]] = {}
+        self._lock = threading.Lock()
+
+    def template(self, scope: Scope, top_scope: Scope) -> str | None:
+        """The template of the request's route, or None when no route matched.
+
+        ``scope`` is the innermost scope known (where the router wrote ``route``); ``top_scope`` is the one the
+        outermost middleware got, used to match again when a middleware between hid the route from us.
+        """
+        route = scope.get("route")
+        router = scope.get("router")
+        if route is None:
+            router = _top_router(top_scope)
+            if router is None:
+                return None
+            route = _rematch(getattr(router, "routes", ()), top_scope)
+            if route is None:
+                return None
+        found = self._templates.get(id(route))
+        if found is not None and found[0] is route:
+            return found[1]
+        with self._lock:
+            if router is not None:
+                for item, template in _walk(getattr(router, "routes", ()), ""):
+                    self._templates.setdefault(id(item), (item, template))
+            found = self._templates.get(id(route))
+            if found is None or found[0] is not route:
+                # Not under the top router (a bare route app, say): its own format is the best we know.
+                found = self._templates[id(route)] = (route, _own_template(route))
+        return found[1]
+
+
+def _top_router(scope: Scope) -> Any:
+    app = scope.get("app")
+    return getattr(app, "router", None) or scope.get("router")
+
+
+def _own_template(route: object) -> str:
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return UNMATCHED_ROUTE
+    return template
+
+
+def _walk(routes: Iterable[object], prefix: str) -> Iterable[tuple[object, str]]:
+    for route in routes:
+        if isinstance(route, Mount):
+            inner = prefix + route.path_format.removesuffix(_MOUNT_SUFFIX)
+            yield route, inner + _MOUNT_SUFFIX
+            yield from _walk(route.routes, inner)
+        elif isinstance(route, Host):
+            yield route, prefix or "/"
+            yield from _walk(route.routes, prefix)
+        else:
+            yield route, prefix + _own_template(route)
+
+
+def _rematch(routes: Iterable[object], scope: Scope) -> object | None:
+    """Match the request against the route tree again (the slow way, only when the router's note is missing)."""
+    partial = None
+    for route in routes:
+        matches = getattr(route, "matches", None)
+        if matches is None:
+            continue
+        match, child = matches(scope)
+        if match is Match.FULL:
+            if isinstance(route, (Mount, Host)):
+                inner = _rematch(route.routes, {**scope, **child})
+                return inner if inner is not None else route
+            return route
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return partial
