@@ -163,6 +163,8 @@ class CacheMiddleware:
         capture = IdentityCapture()
         inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
         follow_scope(inner)
+        # What the client gets unless a revalidation or an error turns it into a HIT or STALE (noted then).
+        note_cache_outcome("MISS")
         serve_stale_on_error = stale is not None and policy.within_stale_if_error(
             age=stale.age(time.time()),
             lifetime=stale.lifetime,
@@ -192,7 +194,6 @@ class CacheMiddleware:
         response_time = time.time()
         if recorder.forwarded and send is not _discard:
             self.outcomes["miss", "none"].inc()
-            note_cache_outcome("MISS")
         if stale is not None and recorder.swallowed and recorder.start is not None:
             if recorder.start["status"] == 304:
                 freshen(stale, recorder.start, request_time, response_time)

@@ -1,9 +1,10 @@
 """Route templates for labels and span names: ``/users/{id}``, mounts and included routers resolved, never raw paths.
 
 Starlette's router records the route it matched in ``scope["route"]``; inside a mount the inner router
-overwrites it with the inner route. The full template of a route is its own path format prefixed by the
-mounts above it, which one walk of the route tree from the top router finds; the walk is cached by route
-object and repeated only when a route turns up that the last walk did not see (routes added later).
+overwrites it with the inner route (FastAPI, which includes routers lazily, records the inclusion too).
+The full template of a route is its own path format prefixed by the mounts above it, which one walk of
+the route tree from the top router finds; the walk is cached by route object and repeated only when a
+route turns up that the last walk did not see (routes added later).
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class RouteTemplates:
         """
         route = scope.get("route")
         router = scope.get("router")
+        included = scope.get("fastapi")
+        if isinstance(included, dict):
+            # FastAPI includes routers lazily: the context of the inclusion knows the route's full path, and
+            # tells apart one route included under two prefixes.
+            context = included.get("effective_route_context")
+            if context is not None and getattr(context, "original_route", None) is route:
+                route = context
         if route is None:
             router = _top_router(top_scope)
             if router is None:
@@ -70,7 +78,11 @@ def _own_template(route: object) -> str:
 
 def _walk(routes: Iterable[object], prefix: str) -> Iterable[tuple[object, str]]:
     for route in routes:
-        if isinstance(route, Mount):
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            for context in contexts():
+                yield context, prefix + _own_template(context)
+        elif isinstance(route, Mount):
             inner = prefix + route.path_format.removesuffix(_MOUNT_SUFFIX)
             yield route, inner + _MOUNT_SUFFIX
             yield from _walk(route.routes, inner)
