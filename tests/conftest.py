@@ -4,7 +4,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.metrics import _internal as metrics_internal
+from opentelemetry.util._once import Once
 
+from tests.otlp_receiver import OTLPReceiver, run_otlp_receiver
 from tests.redis_server import RedisServer, run_redis_server
 
 
@@ -18,3 +22,26 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, stopped after the test; see tests/redis_server.py."""
     with run_redis_server(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    """An in-process OTLP/HTTP receiver on a loopback port; see tests/otlp_receiver.py."""
+    with run_otlp_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def fresh_globals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenTelemetry's globals as in a process that has set no provider, put back after the test.
+
+    The API lets a process set each global provider once. Like opentelemetry-test-utils' reset_trace_globals,
+    this swaps in a fresh once-guard (and meter proxy), so this test may set them and no other test sees it.
+    """
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    monkeypatch.delenv("OTEL_PYTHON_METER_PROVIDER", raising=False)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
+    monkeypatch.setattr(metrics_internal, "_PROXY_METER_PROVIDER", metrics_internal._ProxyMeterProvider())

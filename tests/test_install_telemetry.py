@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message
 
 import slipstream
 from slipstream import Settings
+from tests.otlp_receiver import OTLPReceiver
 from tests.support import asgi_client, free_port
 
 pytestmark = pytest.mark.anyio
@@ -204,3 +205,35 @@ async def test_timing_off_and_tracing_off() -> None:
         response = await client.get("/pages/a")
     assert "server-timing" not in response.headers
     assert registry.get_sample_value("http_server_active_requests", {"http_request_method": "GET"}) is None
+
+
+@pytest.mark.usefixtures("fresh_globals")
+async def test_spans_and_metrics_reach_an_otlp_collector_and_shutdown_flushes(receiver: OTLPReceiver) -> None:
+    registry = CollectorRegistry()
+
+    async def work(request: Request) -> Response:
+        with slipstream.timed("lookup"):
+            await anyio.sleep(0)
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/work/{n}", work)])
+    slipstream.install(
+        app, Settings(metrics_port=None, otel_endpoint=receiver.endpoint, otel_service_name="shop"), registry
+    )
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def body() -> None:
+        async with asgi_client(app) as client:
+            await client.get("/work/1", headers={"traceparent": parent})
+        assert receiver.spans == []  # batched: nothing leaves before the flush
+
+    await serve_lifespan(app, body)
+    spans = {span.name: span for span in receiver.wait_for_spans(2)}
+    server, child = spans["GET /work/{n}"], spans["lookup"]
+    assert server.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert server.parent_span_id == "b7ad6b7169203331"
+    assert child.parent_span_id == server.span_id
+    assert server.resource["service.name"] == "shop"
+    assert server.attributes["http.route"] == "/work/{n}"
+    duration = receiver.metric("http.server.request.duration")
+    assert sum(point.count or 0 for point in duration.points) == 1

@@ -14,6 +14,7 @@ from slipstream.cache.decorator import set_default_cache
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.config import Settings
 from slipstream.exporters.metrics import metrics_for
+from slipstream.exporters.otel import configure_opentelemetry
 from slipstream.exporters.prometheus import MetricsAccess, MetricsApp, MetricsServer
 from slipstream.exporters.report import Report, ReportApp
 from slipstream.middleware.cache import CacheMiddleware
@@ -92,15 +93,17 @@ def install(app: Starlette, settings: Settings | None = None, registry: Collecto
         app.state.slipstream_cache = cache
         set_default_cache(cache)
     installation = Installation(settings, cache, Report(registry) if settings.report_enabled else None)
-    if settings.tracing_enabled:
-        configure_timed(metrics.operation_duration)
-    else:
-        configure_timed(metrics.operation_duration, None)
+    # Our providers when otel_endpoint is set; otherwise the app's own, looked up at the first request.
+    telemetry = configure_opentelemetry(settings)
+    installation.on_shutdown.append(telemetry.shutdown)
+    configure_timed(metrics.operation_duration, telemetry)
     if settings.timing_enabled:
         app.add_middleware(
             TimingMiddleware,
             settings=settings,
             registry=registry,
+            tracer=telemetry,
+            meter=telemetry.meter("slipstream") if telemetry.meter_provider is not None else None,
             report=installation.report,
         )
     app.add_middleware(_Outermost, installation=installation, registry=registry)

@@ -20,11 +20,10 @@ from opentelemetry import trace
 from prometheus_client import REGISTRY, Histogram
 
 from slipstream.exporters.metrics import metrics_for
+from slipstream.exporters.otel import Telemetry
 from slipstream.record import OTHER_OPERATIONS, current_record
-from slipstream.tracer import global_tracer
 
 MAX_OPERATION_LABELS = 200
-_GLOBAL = object()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,20 +34,21 @@ class _Sink:
 
     def __init__(self) -> None:
         self.histogram: Histogram | None = None
-        # Until configured: the app's global tracer, looked up at first use.
-        self.given: trace.Tracer | object | None = _GLOBAL
+        # A tracer, None (no spans), or where to find one at first use (by default the app's global provider).
+        self.given: trace.Tracer | Telemetry | None = Telemetry()
         self.children: dict[str, Histogram] = {}
         self.lock = threading.Lock()
 
-    def configure(self, histogram: Histogram, tracer: trace.Tracer | object | None) -> None:
+    def configure(self, histogram: Histogram, tracer: trace.Tracer | Telemetry | None) -> None:
         with self.lock:
             self.histogram, self.given, self.children = histogram, tracer, {}
 
     @property
     def tracer(self) -> trace.Tracer | None:
-        if self.given is _GLOBAL:
-            self.given = global_tracer()
-        return self.given  # type: ignore[return-value]
+        given = self.given
+        if isinstance(given, Telemetry):
+            given = self.given = given.tracer("slipstream")
+        return given
 
     def child(self, name: str) -> Histogram:
         found = self.children.get(name)
@@ -68,9 +68,9 @@ class _Sink:
 _sink = _Sink()
 
 
-def configure_timed(histogram: Histogram, tracer: trace.Tracer | object | None = _GLOBAL) -> None:
-    """Send timed operations to ``histogram`` and make their spans with ``tracer`` (None: no spans; by default the
-    app's global tracer, looked up at first use)."""
+def configure_timed(histogram: Histogram, tracer: trace.Tracer | Telemetry | None = None) -> None:
+    """Send timed operations to ``histogram``; make their spans with ``tracer`` (None: no spans), or with the
+    tracer a ``Telemetry`` gives at first use."""
     _sink.configure(histogram, tracer)
 
 

@@ -25,37 +25,14 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util._once import Once
 
 from slipstream.config import Settings
 from slipstream.exporters.otel import Telemetry, configure_opentelemetry, signal_endpoints
-from tests.otlp_receiver import OTLPReceiver, run_otlp_receiver
+from tests.otlp_receiver import OTLPReceiver
 from tests.support import free_port
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    with run_otlp_receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def fresh_globals(monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenTelemetry's globals as in a process that has set no provider, put back after the test.
-
-    The API lets a process set each global provider once. Like opentelemetry-test-utils' reset_trace_globals,
-    this swaps in a fresh once-guard (and meter proxy), so this test may set them and no other test sees it.
-    """
-    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
-    monkeypatch.delenv("OTEL_PYTHON_METER_PROVIDER", raising=False)
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
-    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER_SET_ONCE", Once())
-    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
-    monkeypatch.setattr(metrics_internal, "_PROXY_METER_PROVIDER", metrics_internal._ProxyMeterProvider())
 
 
 @contextlib.contextmanager

@@ -25,15 +25,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipstream.config import Settings
 from slipstream.exporters.compat import CompatMetrics, compat_metrics
 from slipstream.exporters.metrics import metrics_for
+from slipstream.exporters.otel import Telemetry
 from slipstream.exporters.report import Report
 from slipstream.middleware.routes import UNMATCHED_ROUTE, RouteTemplates
 from slipstream.record import RequestRecord, close_record, open_record
-from slipstream.tracer import global_tracer
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_GLOBAL = object()
+
+_APP_PROVIDERS = Telemetry()
 
 log = logging.getLogger("slipstream.timing")
 
@@ -51,7 +52,7 @@ class TimingMiddleware:
         buckets: tuple[float, ...] | None = None,
         metrics_names: str | None = None,
         registry: CollectorRegistry | None = None,
-        tracer: trace.Tracer | object | None = _GLOBAL,
+        tracer: trace.Tracer | Telemetry | None = _APP_PROVIDERS,
         meter: Meter | None = None,
         report: Report | None = None,
     ) -> None:
@@ -71,8 +72,9 @@ class TimingMiddleware:
         self.server_timing = s.timing_server_timing
         self.bottleneck_share = s.timing_bottleneck_share
         self.tracing = s.tracing_enabled
-        # Resolved on the first request: apps often set their tracer provider up after building the stack.
-        self._tracer: trace.Tracer | object | None = tracer if s.tracing_enabled else None
+        # A Telemetry is asked on the first request: apps often set their tracer provider up after building the
+        # stack. By default that is the app's global provider (when it is a real one); None means no spans.
+        self._tracer: trace.Tracer | Telemetry | None = tracer if s.tracing_enabled else None
         self.otel_duration: OtelHistogram | None = None
         if meter is not None:
             self.otel_duration = meter.create_histogram(
@@ -88,9 +90,10 @@ class TimingMiddleware:
 
     @property
     def tracer(self) -> trace.Tracer | None:
-        if self._tracer is _GLOBAL:
-            self._tracer = global_tracer()
-        return self._tracer  # type: ignore[return-value]
+        tracer = self._tracer
+        if isinstance(tracer, Telemetry):
+            tracer = self._tracer = tracer.tracer("slipstream")
+        return tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
