@@ -56,7 +56,10 @@ class RouteTemplates:
         with self._lock:
             if router is not None:
                 for item, template in _walk(getattr(router, "routes", ()), ""):
-                    self._templates.setdefault(id(item), (item, template))
+                    known = self._templates.get(id(item))
+                    # A route reachable twice keeps its first template; an id reused by a new object is replaced.
+                    if known is None or known[0] is not item:
+                        self._templates[id(item)] = (item, template)
             found = self._templates.get(id(route))
             if found is None or found[0] is not route:
                 # Not under the top router (a bare route app, say): its own format is the best we know.
