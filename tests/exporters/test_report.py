@@ -17,7 +17,7 @@ from tests.support import call_asgi, http_scope
 pytestmark = pytest.mark.anyio
 
 
-def record(cache: str | None = None, **operations: float) -> RequestRecord:
+def record(cache: str | None = None, /, **operations: float) -> RequestRecord:
     result = RequestRecord(http_scope(), 0.0)
     result.cache = cache
     for name, seconds in operations.items():
