@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 
@@ -55,7 +56,24 @@ async def home(request: Request) -> Response:
 
 async def items(request: Request) -> Response:
     # Surrogate-Key tags the cached response; POST /admin/purge/items drops it on every instance.
-    return JSONResponse(ITEMS, headers={"cache-control": "max-age=30", "surrogate-key": "items"})
+    with slipstream.timed("load items"):
+        found = list(ITEMS)
+    return JSONResponse(found, headers={"cache-control": "max-age=30", "surrogate-key": "items"})
+
+
+@slipstream.timed("price quote")
+async def quote(item: dict[str, object]) -> float:
+    await asyncio.sleep(0.02)  # a slow downstream call: the request's bottleneck
+    return float(str(item["price"])) * 1.2
+
+
+async def report(request: Request) -> Response:
+    """Not cached: each request shows its own operations in Server-Timing."""
+    item = ITEMS[int(request.path_params["item_id"]) % len(ITEMS)]
+    price = await quote(item)
+    with slipstream.timed("render"):
+        text = f"{item['name']}: {price:.2f}\n"
+    return PlainTextResponse(text)
 
 
 async def purge(request: Request) -> Response:
@@ -105,13 +123,22 @@ app = Starlette(
         Route("/logo.png", logo),
         Route("/notes/{note_id:int}", note, methods=["GET", "PUT"]),
         Route("/admin/purge/{tag}", purge, methods=["POST"]),
+        Route("/quote/{item_id:int}", report),
     ]
 )
-settings = slipstream.install(app).settings
+# Everything on: the environment's settings, plus the JSON report next to /metrics.
+settings = slipstream.install(app, dataclasses.replace(slipstream.Settings.from_env(), report_enabled=True)).settings
 
 
 def instructions(base: str) -> str:
     redis = f" + Redis {settings.cache_redis_url}" if settings.cache_redis_url else ""
+    metrics = ""
+    if settings.metrics_port is not None:
+        where = f"http://{settings.metrics_host}:{settings.metrics_port}"
+        metrics = (
+            f"  curl -s {where}/metrics | grep http_server_request_duration_seconds_count   # by route template\n"
+            f"  curl -s {where}/report                                           # slowest routes, hit ratio, savings\n"
+        )
     return f"""
 slipstream demo on {base}  (encodings: {", ".join(settings.compression_encodings)}; cache: in memory{redis})
 Try:
@@ -127,7 +154,8 @@ Try:
   curl -si -X PUT {base}/notes/1 -H 'If-Match: "v1"' -d 'second note'    # 200: version 2
   curl -s -o /dev/null -D - {base}/api/items | grep -i -e x-cache -e age   # MISS, then HIT with an Age
   curl -s -X POST {base}/admin/purge/items                             # tag purge: the next GET is a MISS
-Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
+  curl -s -o /dev/null -D - {base}/quote/3 | grep -i server-timing       # app, render, price quote: the bottleneck
+{metrics}Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
 """
 
 

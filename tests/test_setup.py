@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -80,6 +81,7 @@ async def test_demo_app_serves_everything_it_advertises() -> None:
         cached = await client.get("/api/items", headers={"accept-encoding": "zstd"})
         purged = await client.post("/admin/purge/items")
         refilled = await client.get("/api/items")
+        quote = await client.get("/quote/3")
     assert home.headers["content-encoding"] == "br" and len(home.content) > 50_000
     assert items.headers["content-encoding"] == "zstd" and items.json()[0]["id"] == 0
     assert "content-encoding" not in logo.headers
@@ -89,3 +91,6 @@ async def test_demo_app_serves_everything_it_advertises() -> None:
     assert missing.status_code == 404
     assert (items.headers["x-cache"], cached.headers["x-cache"], refilled.headers["x-cache"]) == ("MISS", "HIT", "MISS")
     assert purged.text == "purged 1 entries\n"
+    assert re.search(r'price-quote;dur=[\d.]+;desc="bottleneck", render;dur=[\d.]+$', quote.headers["server-timing"])
+    assert "load-items;dur=" in items.headers["server-timing"]
+    assert "/metrics" in demo.instructions("http://127.0.0.1:8000")

@@ -270,11 +270,12 @@ class _Exchange:
             parts.append(f'cache;desc="{record.cache}"')
         if record.db_queries:
             parts.append(f'db;dur={record.db_time * 1000:.3f};desc="{record.db_queries} queries"')
-        threshold = self.middleware.bottleneck_share * elapsed
+        slowest = record.slowest_operation()
+        bottleneck = slowest[0] if slowest and slowest[1] > self.middleware.bottleneck_share * elapsed else None
         for name, (calls, seconds) in record.operations.items():
             entry = f"{self.middleware.operation_token(name)};dur={seconds * 1000:.3f}"
             notes = [f"{int(calls)} calls"] if calls > 1 else []
-            if seconds > threshold:
+            if name == bottleneck:
                 notes.append("bottleneck")
             parts.append(f'{entry};desc="{", ".join(notes)}"' if notes else entry)
         return ", ".join(parts).encode("latin-1")
