@@ -195,6 +195,16 @@ async def test_two_uvicorn_workers_add_up_exactly(workers: Running, sidecar_proc
     scrape = httpx.get(sidecar_process.url + "/metrics")
     assert scrape.status_code == 200
     assert sample_sum(scrape.text, "slipstream_cache_requests_total") == sent + workers.probes
+    # The timing middleware's request counts, merged from both workers, add up exactly too.
+    assert sample_sum(scrape.text, "http_server_request_duration_seconds_count") == sent + workers.probes
+    assert sample_sum(scrape.text, "http_server_active_requests") == 0
+    routes = {
+        sample.labels.get("http_route")
+        for family in text_string_to_metric_families(scrape.text)
+        for sample in family.samples
+        if sample.name == "http_server_request_duration_seconds_count"
+    }
+    assert routes == {"/pid"}
     checked = subprocess.run([promtool(), "check", "metrics"], input=scrape.content, capture_output=True, timeout=30)
     assert checked.returncode == 0, checked.stderr.decode() + checked.stdout.decode()
 
