@@ -111,6 +111,9 @@ def test_the_separate_port_server_serves_and_guards_metrics() -> None:
     try:
         url = f"http://127.0.0.1:{server.port}/metrics"
         assert httpx.get(url).status_code == 401
+        # only /metrics: nothing else on the port answers with metrics
+        elsewhere = httpx.get(f"http://127.0.0.1:{server.port}/report", headers={"authorization": "Bearer tok"})
+        assert (elsewhere.status_code, elsewhere.text) == (404, "404 Not Found: this port serves /metrics\n")
         response = httpx.get(url, headers={"authorization": "Bearer tok", "accept-encoding": "gzip"})
         assert response.status_code == 200
         assert response.headers["content-encoding"] == "gzip"

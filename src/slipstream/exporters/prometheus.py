@@ -109,9 +109,14 @@ class MetricsServer:
         exposition: WSGIApp = make_wsgi_app(registry)
 
         def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO")
+            if path != "/metrics" and (report is None or path != "/report"):
+                served = "/metrics and /report" if report is not None else "/metrics"
+                start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+                return [f"404 Not Found: this port serves {served}\n".encode()]
             authorization = environ.get("HTTP_AUTHORIZATION")
             refusal = access.verdict(environ.get("REMOTE_ADDR"), authorization.encode() if authorization else None)
-            if refusal is None and report is not None and environ.get("PATH_INFO") == "/report":
+            if refusal is None and path == "/report":
                 body = report()
                 start_response("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
                 return [body]
