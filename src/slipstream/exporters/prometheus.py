@@ -47,6 +47,14 @@ _REFUSALS = {
 }
 
 
+def wsgi_refusal(status: int, start_response: Callable[..., Any]) -> list[bytes]:
+    """Answer a WSGI request with the refusal ``MetricsAccess.verdict`` asked for."""
+    _, headers, body = refusal_response(status)
+    reason = "Unauthorized" if status == 401 else "Forbidden"
+    start_response(f"{status} {reason}", [(k.decode(), v.decode()) for k, v in headers])
+    return [body]
+
+
 def refusal_response(status: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers (without Content-Length) and body of a refusal ``MetricsAccess.verdict`` asked for."""
     body, extra = _REFUSALS[status]
@@ -84,7 +92,7 @@ class MetricsApp:
         await send({"type": "http.response.body", "body": body})
 
 
-class _QuietHandler(WSGIRequestHandler):
+class QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes every few seconds would flood the log."""
 
@@ -116,18 +124,15 @@ class MetricsServer:
                 return [f"404 Not Found: this port serves {served}\n".encode()]
             authorization = environ.get("HTTP_AUTHORIZATION")
             refusal = access.verdict(environ.get("REMOTE_ADDR"), authorization.encode() if authorization else None)
-            if refusal is None and path == "/report":
+            if refusal is None and report is not None and path == "/report":
                 body = report()
                 start_response("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
                 return [body]
             if refusal is None:
                 return exposition(environ, start_response)
-            body, extra = _REFUSALS[refusal]
-            headers = [("Content-Type", "text/plain; charset=utf-8"), *((k.decode(), v.decode()) for k, v in extra)]
-            start_response(f"{refusal} {'Unauthorized' if refusal == 401 else 'Forbidden'}", headers)
-            return [body]
+            return wsgi_refusal(refusal, start_response)
 
-        self.httpd = make_server(host, port, guarded, ThreadingWSGIServer, handler_class=_QuietHandler)
+        self.httpd = make_server(host, port, guarded, ThreadingWSGIServer, handler_class=QuietHandler)
         self.port = int(self.httpd.server_port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="slipstream-metrics", daemon=True)
         self.thread.start()

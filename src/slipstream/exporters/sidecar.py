@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from slipstream.exporters.prometheus import _REFUSALS, MetricsAccess, WSGIApp, _QuietHandler
+from slipstream.exporters.prometheus import MetricsAccess, QuietHandler, WSGIApp, wsgi_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Sidecar:
         self._cleanup_lock = threading.Lock()
         self._stopping = threading.Event()
         self._started = False
-        self.httpd = make_server(host, port, self.app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        self.httpd = make_server(host, port, self.app, ThreadingWSGIServer, handler_class=QuietHandler)
         self.port = int(self.httpd.server_port)
         self.url = f"http://{host}:{self.port}"
         self._threads = [
@@ -139,8 +139,7 @@ class Sidecar:
             client = environ.get("REMOTE_ADDR")
             refusal = self.access.verdict(client, authorization.encode("latin-1") if authorization else None)
             if refusal is not None:
-                body, extra = _REFUSALS[refusal]
-                return _answer(start_response, refusal, body, extra=[(k.decode(), v.decode()) for k, v in extra])
+                return wsgi_refusal(refusal, start_response)
         if not os.path.isdir(self.directory):
             return self._unavailable(start_response, path, f"the multiprocess directory {self.directory} is missing")
         if path == "/healthz":
