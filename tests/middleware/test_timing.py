@@ -9,6 +9,7 @@ import re
 import string
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,16 +26,16 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Host, Mount, Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import Settings, TimingMiddleware, current_record, timed
 from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
 from slipstream.timed import configure_timed
-from tests.support import asgi_client, call_asgi, run_uvicorn
+from tests.support import Captured, asgi_client, call_asgi, http_scope, run_uvicorn
 
 pytestmark = pytest.mark.anyio
 DURATION = "http_server_request_duration_seconds"
@@ -505,3 +506,47 @@ async def _ignore(message: object) -> None:
 
 def openmetrics(registry: CollectorRegistry) -> str:
     return str(generate_latest(registry).decode())  # type: ignore[no-untyped-call]
+
+
+async def test_server_errors_answered_without_an_exception_mark_the_span(
+    registry: CollectorRegistry, traced: Traced
+) -> None:
+    async def unavailable(request: Request) -> Response:
+        return PlainTextResponse("later", status_code=503)
+
+    app = Starlette(
+        routes=[Route("/later", unavailable)],
+        middleware=[Middleware(TimingMiddleware, registry=registry, tracer=traced.tracer)],
+    )
+    await call_asgi(app, path="/later", headers=[("content-length", "not a number")])
+    (span,) = traced.spans
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert span.attributes is not None and span.attributes["error.type"] == "503"
+    labels = {"http_request_method": "GET", "http_route": "/later"}
+    assert registry.get_sample_value("http_server_request_body_size_bytes_sum", labels) == 0
+
+
+async def test_files_sent_by_path_are_measured_from_their_content_length(
+    registry: CollectorRegistry, tmp_path: Path
+) -> None:
+    document = tmp_path / "report.txt"
+    document.write_bytes(b"x" * 4321)
+
+    async def download(request: Request) -> Response:
+        return FileResponse(document)
+
+    app = Starlette(routes=[Route("/download", download)], middleware=[Middleware(TimingMiddleware, registry=registry)])
+    captured = Captured()
+
+    async def send(message: Message) -> None:
+        captured.messages.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {**http_scope(path="/download"), "extensions": {"http.response.pathsend": {}}}
+    await app(scope, receive, send)
+    assert [m["type"] for m in captured.messages] == ["http.response.start", "http.response.pathsend"]
+    labels = {"http_request_method": "GET", "http_route": "/download", "http_response_status_code": "200"}
+    assert registry.get_sample_value("http_server_response_body_size_bytes_sum", labels) == 4321
+    assert registry.get_sample_value(DURATION + "_count", labels) == 1
