@@ -39,6 +39,8 @@ test: lint typecheck unit
 bench: system-deps $(STAMPS)/bench
 	$(BIN)/python bench/bench_compression.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_cache.py --output bench/RESULTS.md
+	$(BIN)/python bench/bench_telemetry.py --output bench/RESULTS.md
+	$(BIN)/python bench/bench_load.py --output bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis

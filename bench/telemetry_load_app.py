@@ -1,0 +1,36 @@
+"""The apps bench_load.py serves with uvicorn (``--factory --app-dir bench``): a cacheable 60 KB HTML page and an
+uncached small JSON route, bare or under slipstream's whole stack."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+import slipstream
+from cache_contenders import make_html_page, make_rows, routes
+from telemetry_contenders import PAGE_PATH, item_route
+from telemetry_spans import global_span_pipeline
+
+
+def serving_routes() -> list[BaseRoute]:
+    """``/page.html`` (bench_cache.py's page, ``Cache-Control: public, max-age=3600``) and ``/items/{item_id}``."""
+    rng = random.Random(20240611)
+    calls = Counter[str]()
+    page = [route for route in routes(make_rows(rng), make_html_page(rng), calls) if route.path == PAGE_PATH]
+    return [*page, item_route(calls)]
+
+
+def bare_app() -> Starlette:
+    return Starlette(routes=serving_routes())
+
+
+def full_app() -> Starlette:
+    """``install`` with everything on (the report too; no metrics port, nothing listens but the app), its spans
+    going to an SDK provider with a BatchSpanProcessor over an exporter that discards them."""
+    global_span_pipeline()
+    app = Starlette(routes=serving_routes())
+    slipstream.install(app, slipstream.Settings(metrics_port=None, report_enabled=True))
+    return app
