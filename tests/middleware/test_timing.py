@@ -550,3 +550,21 @@ async def test_files_sent_by_path_are_measured_from_their_content_length(
     labels = {"http_request_method": "GET", "http_route": "/download", "http_response_status_code": "200"}
     assert registry.get_sample_value("http_server_response_body_size_bytes_sum", labels) == 4321
     assert registry.get_sample_value(DURATION + "_count", labels) == 1
+
+
+async def test_exemplars_are_taken_at_most_once_a_second_per_bucket(
+    registry: CollectorRegistry, traced: Traced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = build_app(registry, traced.tracer)
+    await call_asgi(app, path="/users/1")
+    await call_asgi(app, path="/users/2")
+    first, second = (f"{s.context.trace_id:032x}" for s in traced.spans if s.context is not None)
+    exposition = openmetrics(registry)
+    assert first in exposition and second not in exposition
+    # once the interval has passed the bucket takes the next sampled request's
+    monkeypatch.setattr("slipstream.middleware.timing.EXEMPLAR_INTERVAL", 0.0)
+    app = build_app(registry, traced.tracer)
+    await call_asgi(app, path="/users/3")
+    await call_asgi(app, path="/users/4")
+    latest = f"{traced.spans[-1].context.trace_id:032x}"
+    assert latest in openmetrics(registry)

@@ -8,9 +8,9 @@ which Starlette runs after that, are not part of the request's latency. Labels a
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
-from collections.abc import Mapping
 from contextvars import Token
 from typing import Any
 
@@ -35,6 +35,9 @@ _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 _APP_PROVIDERS = Telemetry()
+_DECODED_HEADERS = 1024
+# Seconds between exemplars of one bucket of one series.
+EXEMPLAR_INTERVAL = 1.0
 
 log = logging.getLogger("slipstream.timing")
 
@@ -87,6 +90,13 @@ class TimingMiddleware:
         self._by_route: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._active: dict[str, Gauge] = {}
         self._operation_tokens: dict[str, str] = {}
+        # Span attributes from Host and User-Agent values, decoded once (bounded).
+        self.decoded_hosts: dict[bytes, dict[str, Any]] = {}
+        self.decoded_agents: dict[bytes, dict[str, Any]] = {}
+        # When each (series, bucket) may take its next exemplar: Prometheus keeps one per bucket, so one a second
+        # per bucket shows the same and skips most of the cost of attaching them.
+        self._buckets = s.timing_buckets
+        self._exemplar_due: dict[tuple[int, int], float] = {}
 
     @property
     def tracer(self) -> trace.Tracer | None:
@@ -142,6 +152,13 @@ class TimingMiddleware:
                 self.request_size.labels(method, route),
             )
         return found
+
+    def exemplar_due(self, series: Histogram, seconds: float, now: float) -> bool:
+        key = (id(series), bisect.bisect_left(self._buckets, seconds))
+        if now < self._exemplar_due.get(key, 0.0):
+            return False
+        self._exemplar_due[key] = now + EXEMPLAR_INTERVAL
+        return True
 
     def operation_token(self, name: str) -> str:
         """A Server-Timing metric name for an operation: its name with non-token characters replaced."""
@@ -215,14 +232,16 @@ class _Exchange:
         if client:
             attributes["client.address"] = client[0]
         carrier: dict[str, str] = {}
+        middleware = self.middleware
         for key, value in scope["headers"]:
-            if key == b"host":
-                host, port = _split_host(value.decode("latin-1"))
-                attributes["server.address"] = host
-                if port is not None:
-                    attributes["server.port"] = port
-            elif key == b"user-agent":
-                attributes["user_agent.original"] = value.decode("latin-1")
+            if key == b"host" or key == b"user-agent":
+                decoded = middleware.decoded_hosts if key == b"host" else middleware.decoded_agents
+                found = decoded.get(value)
+                if found is None:
+                    found = _header_attributes(key, value)
+                    if len(decoded) < _DECODED_HEADERS:
+                        decoded[value] = found
+                attributes.update(found)
             elif key in _PROPAGATION_HEADERS:
                 carrier[key.decode()] = value.decode("latin-1")
         parent = propagate.extract(carrier) if carrier else None
@@ -303,7 +322,7 @@ class _Exchange:
         duration, response_size = middleware.response_children(method, label, status)
         span = self.span
         context = span.get_span_context() if span is not None else None
-        if context is not None and context.trace_flags.sampled:
+        if context is not None and context.trace_flags.sampled and middleware.exemplar_due(duration, seconds, now):
             duration.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
         else:
             duration.observe(seconds)
@@ -337,16 +356,16 @@ class _Exchange:
             middleware.report.observe(method, label, status, seconds, record)
 
     def _end_span(self, span: trace.Span, route: str | None, status: int) -> None:
-        attributes: Mapping[str, Any] = {"http.response.status_code": status}
+        attributes: dict[str, Any] = {"http.response.status_code": status}
         if route is not None:
             span.update_name(f"{self.method} {route}" if self.method != "_OTHER" else f"HTTP {route}")
-            attributes = {**attributes, "http.route": route}
-        span.set_attributes(attributes)
+            attributes["http.route"] = route
         record = self.record
         if record.cache is not None:
-            span.set_attribute("slipstream.cache", record.cache)
+            attributes["slipstream.cache"] = record.cache
         if record.bottleneck is not None:
-            span.set_attribute("slipstream.bottleneck", record.bottleneck)
+            attributes["slipstream.bottleneck"] = record.bottleneck
+        span.set_attributes(attributes)
         error = self.error
         if error is not None:
             span.record_exception(error)
@@ -368,3 +387,11 @@ def _split_host(value: str) -> tuple[str, int | None]:
         if not colon:
             host, port = value, ""
     return host, int(port) if port.isdigit() else None
+
+
+def _header_attributes(key: bytes, value: bytes) -> dict[str, Any]:
+    text = value.decode("latin-1")
+    if key == b"user-agent":
+        return {"user_agent.original": text}
+    host, port = _split_host(text)
+    return {"server.address": host} if port is None else {"server.address": host, "server.port": port}
