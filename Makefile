@@ -36,7 +36,8 @@ unit: system-deps $(STAMPS)/$(CHECK_EXTRAS)
 
 test: lint typecheck unit
 
-bench: system-deps $(STAMPS)/bench
+bench: $(STAMPS)/bench
+	scripts/install-system-deps.sh --bench
 	$(BIN)/python bench/bench_compression.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_cache.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_telemetry.py --output bench/RESULTS.md

@@ -7,6 +7,10 @@ command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# The load benchmark's generator, only for `make bench`.
+if [ "${1:-}" = "--bench" ]; then
+    command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+fi
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
