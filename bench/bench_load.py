@@ -26,7 +26,12 @@ from telemetry_contenders import ITEM_PATH, PAGE_PATH
 from telemetry_uvicorn import Server, fetch_http, running_servers
 
 ROUTES = {PAGE_PATH: "cacheable ~60 KB HTML", ITEM_PATH: "uncached ~200 B JSON"}
-APPS = {"bare app": "telemetry_load_app:bare_app", "slipstream install(), everything on": "telemetry_load_app:full_app"}
+BARE = "bare app"
+APPS = {
+    BARE: "telemetry_load_app:bare_app",
+    "slipstream install(), everything on": "telemetry_load_app:full_app",
+    "slipstream install(), no tracer provider": "telemetry_load_app:metrics_app",
+}
 PACKAGES = "slipstream starlette uvicorn h11 opentelemetry-sdk prometheus-client brotli".split()
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 SIZES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
@@ -59,7 +64,7 @@ class LoadOptions:
     @classmethod
     def from_command_line(cls) -> LoadOptions:
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-        parser.add_argument("--rounds", type=int, default=3, help="rounds; medians over them are reported")
+        parser.add_argument("--rounds", type=int, default=2, help="rounds; medians over them are reported")
         parser.add_argument("--seconds", type=int, default=2, help=f"wrk's -d per run, at most {MAX_SECONDS_PER_RUN}")
         parser.add_argument("--connections", type=int, default=32, help="wrk's -c")
         parser.add_argument("--threads", type=int, default=2, help="wrk's -t")
@@ -150,7 +155,9 @@ def report(runs: list[Run], options: LoadOptions) -> str:
         f"machine's {os.cpu_count()} CPUs with them",
         "- *slipstream install(), everything on*: `Settings(metrics_port=None, report_enabled=True)`: timing with "
         "Server-Timing and one span per request (SDK TracerProvider, BatchSpanProcessor over an exporter that "
-        "discards), cache, compression, ETags, the report. The bare app sends the page uncompressed",
+        "discards), cache, compression, ETags, the report. *no tracer provider*: the same where the app has set up no "
+        "OpenTelemetry provider, so no spans are made (metrics, Server-Timing and the rest as above). The bare app "
+        "sends the page uncompressed",
         "- requests/s, latency: medians over the rounds (wrk's own percentiles of each run); server CPU: the uvicorn "
         "process's CPU time (/proc) over the requests wrk counted; bytes: read per response, headers included\n",
         "| route | app | requests/s | each round | p50 ms | p99 ms | server CPU µs/request | bytes/response |",
@@ -164,13 +171,14 @@ def report(runs: list[Run], options: LoadOptions) -> str:
         lines.append(table_row(cells))
     lines.append("\n### Ratios\n")
     for route in ROUTES:
-        bare, full = (run for run in runs if run.route == route)
-        ratio = statistics.median(f / b for f, b in zip(full.rates, bare.rates, strict=True))
-        added = statistics.median(f - b for f, b in zip(full.cpu, bare.cpu, strict=True))
-        lines.append(
-            f"- {route}: slipstream's requests/s / the bare app's: {ratio:.2f}; server CPU per request {added:+.0f} µs "
-            "(medians over rounds of each round's ratio and difference)"
-        )
+        bare = next(run for run in runs if run.route == route and run.app == BARE)
+        for full in (run for run in runs if run.route == route and run.app != BARE):
+            ratio = statistics.median(f / b for f, b in zip(full.rates, bare.rates, strict=True))
+            added = statistics.median(f - b for f, b in zip(full.cpu, bare.cpu, strict=True))
+            lines.append(
+                f"- {route}, {full.app}: requests/s / the bare app's: {ratio:.2f}; server CPU per request "
+                f"{added:+.0f} µs (medians over rounds of each round's ratio and difference)"
+            )
     errors = [f"{run.app} {run.route}: {error}" for run in runs for error in run.errors]
     lines.append(f"- wrk errors: {'; '.join(errors) if errors else 'none'}")
     return "\n".join([*lines, ""])

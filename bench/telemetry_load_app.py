@@ -34,3 +34,10 @@ def full_app() -> Starlette:
     app = Starlette(routes=serving_routes())
     slipstream.install(app, slipstream.Settings(metrics_port=None, report_enabled=True))
     return app
+
+
+def metrics_app() -> Starlette:
+    """The same stack without a tracer provider: what an app that has not set up tracing gets (no spans)."""
+    app = Starlette(routes=serving_routes())
+    slipstream.install(app, slipstream.Settings(metrics_port=None, report_enabled=True))
+    return app

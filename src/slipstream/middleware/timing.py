@@ -284,6 +284,11 @@ class _Exchange:
     def server_timing(self, now: float) -> bytes:
         record = self.record
         elapsed = now - record.start
+        if not record.operations and not record.db_queries:
+            # The common case, in one step.
+            if record.cache is None:
+                return b"app;dur=%.3f" % (elapsed * 1000)
+            return b'app;dur=%.3f, cache;desc="%s"' % (elapsed * 1000, record.cache.encode())
         parts = [f"app;dur={elapsed * 1000:.3f}"]
         if record.cache is not None:
             parts.append(f'cache;desc="{record.cache}"')
@@ -330,7 +335,9 @@ class _Exchange:
         time_to_first_byte, request_size = middleware.route_children(method, label)
         if self.first_byte:
             time_to_first_byte.observe(self.first_byte - record.start)
-        request_size.observe(self.request_size)
+        if self.request_size or self.counting:
+            # Requests without a body (most GETs) are not observed: the histogram describes bodies.
+            request_size.observe(self.request_size)
         if middleware.compat is not None:
             middleware.compat.finished(method, route, status, seconds, self.request_size, self.response_size)
         slowest = record.slowest_operation()
