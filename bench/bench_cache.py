@@ -182,7 +182,8 @@ def report(
         f"- Compression: brotli quality {BROTLI_QUALITY} everywhere; slipstream's gzip is level 6, brotli-asgi's gzip "
         "fallback (Starlette's GZipResponder) level 9. slipstream compresses a variant once and keeps it; "
         "fastapi-cache2 stores the endpoint's return value, which FastAPI serialises again on every hit",
-        "- Contenders: *slipstream* is `install(app, Settings(...))`: cache, compression and ETags. *L1 hit*: warm, in "
+        "- Contenders: *slipstream* is `install(app, Settings(..., timing_enabled=False))`: cache, compression and "
+        "ETags (the whole stack with timing is in bench_telemetry.py's section). *L1 hit*: warm, in "
         "memory; *If-None-Match: 304*: the same with the hit's ETag. *L2 hit (Redis)*: L1 cleared before each request, "
         "outside the timed part. *fastapi-cache2 hit*: `@cache(expire=3600)`, InMemoryBackend, no compression; *+ "
         "brotli-asgi*: that app in BrotliMiddleware. *peer stack, no cache*, outermost first: OpenTelemetry ASGI "

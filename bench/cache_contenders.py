@@ -90,9 +90,13 @@ def routes(rows: list[Row], page: str, calls: Counter[str]) -> list[Route]:
 def slipstream_stack(
     rows: list[Row], page: str, calls: Counter[str], redis_url: str | None = None
 ) -> tuple[Starlette, slipstream.ResponseCache]:
-    """The full stack, as ``install`` sets it up: cache (L1, and Redis L2 given a URL), compression, ETags."""
+    """The stack ``install`` sets up, telemetry aside: cache (L1, and Redis L2 given a URL), compression, ETags.
+
+    Timing is switched off here: this benchmark measures the cache; bench_telemetry.py measures the whole stack,
+    timing included, on a warm hit."""
     app = Starlette(routes=routes(rows, page, calls))
-    cache = slipstream.install(app, slipstream.Settings(cache_redis_url=redis_url)).cache
+    settings = slipstream.Settings(cache_redis_url=redis_url, timing_enabled=False, metrics_port=None)
+    cache = slipstream.install(app, settings).cache
     assert cache is not None
     return app, cache
 

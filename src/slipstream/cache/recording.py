@@ -105,6 +105,9 @@ def build_entry(
     if start is None or body is None or recorder.swallowed:
         return None
     sent = _fields(start.get("headers", ()))
+    if default_ttl is None and b"cache-control" not in sent and b"expires" not in sent:
+        # No freshness and no no-cache: nothing to store (see below). The common case of dynamic responses.
+        return None
     encoding = sent.get(b"content-encoding")
     identity_start, identity_body = start, body
     if capture.start is not None and capture.body is not None and encoding is not None:
