@@ -1,0 +1,1 @@
+"""SQLAlchemy event hooks: query latency, slow queries, N+1 detection, pool metrics, statement fingerprints."""
