@@ -7,6 +7,8 @@ command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# Debian keeps initdb, pg_ctl and postgres in /usr/lib/postgresql/<version>/bin, off PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 # The load benchmark's generator, only for `make bench`.
 if [ "${1:-}" = "--bench" ]; then
     command -v wrk >/dev/null 2>&1 || packages+=(wrk)

@@ -9,6 +9,7 @@ from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.util._once import Once
 
 from tests.otlp_receiver import OTLPReceiver, run_otlp_receiver
+from tests.postgres_server import PostgresDatabase, PostgresServer, run_postgres_server
 from tests.redis_server import RedisServer, run_redis_server
 
 
@@ -45,3 +46,17 @@ def fresh_globals(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics_internal, "_METER_PROVIDER_SET_ONCE", Once())
     monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
     monkeypatch.setattr(metrics_internal, "_PROXY_METER_PROVIDER", metrics_internal._ProxyMeterProvider())
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the whole session (startup takes about a second); see tests/postgres_server.py."""
+    with run_postgres_server(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
+    """An empty database of this test's own on the session's PostgreSQL, dropped afterwards; `.url(driver)`."""
+    with postgres_server.fresh_database() as database:
+        yield database
