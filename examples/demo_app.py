@@ -9,9 +9,14 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import logging
+import os
 import random
+import tempfile
 from collections.abc import AsyncIterator
 
+from sqlalchemy import ForeignKey, String, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -50,6 +55,37 @@ LOGO = base64.b64decode(
 NOTES: dict[int, tuple[int, str]] = {1: (1, "first note")}
 
 
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    books: Mapped[list[Book]] = relationship(lazy="select")
+
+
+class Book(Base):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"))
+
+
+# The embedded default: a SQLite file in a temporary directory, filled at start.
+DATABASE_URL = os.environ.get("DEMO_DATABASE_URL") or f"sqlite:///{tempfile.mkdtemp(prefix='slipstream-demo-')}/demo.db"
+engine = create_engine(DATABASE_URL)
+Base.metadata.create_all(engine)
+with Session(engine) as _session:
+    if _session.scalar(select(Author.id).limit(1)) is None:
+        _session.add_all(
+            Author(id=a, name=f"author {a}", books=[Book(title=f"{_rng.choice(_WORDS)} {b}") for b in range(3)])
+            for a in range(1, 9)
+        )
+        _session.commit()
+
+
 async def home(request: Request) -> Response:
     return HTMLResponse(PAGE, headers={"cache-control": "public, max-age=60, stale-while-revalidate=30"})
 
@@ -65,6 +101,21 @@ async def items(request: Request) -> Response:
 async def quote(item: dict[str, object]) -> float:
     await asyncio.sleep(0.02)  # a slow downstream call: the request's bottleneck
     return float(str(item["price"])) * 1.2
+
+
+def authors(request: Request) -> Response:
+    """Built to have an N+1: one SELECT for the authors, then one per author for its books (lazy loading)."""
+    with Session(engine) as session:
+        rows = [f"{a.name}: {', '.join(b.title for b in a.books)}" for a in session.scalars(select(Author))]
+    return PlainTextResponse("\n".join(rows) + "\n")
+
+
+def authors_eager(request: Request) -> Response:
+    """The same page without the N+1: the books come in one more SELECT for all authors."""
+    with Session(engine) as session:
+        found = session.scalars(select(Author).options(selectinload(Author.books)))
+        rows = [f"{a.name}: {', '.join(b.title for b in a.books)}" for a in found]
+    return PlainTextResponse("\n".join(rows) + "\n")
 
 
 async def report(request: Request) -> Response:
@@ -124,10 +175,14 @@ app = Starlette(
         Route("/notes/{note_id:int}", note, methods=["GET", "PUT"]),
         Route("/admin/purge/{tag}", purge, methods=["POST"]),
         Route("/quote/{item_id:int}", report),
+        Route("/authors", authors),
+        Route("/authors/eager", authors_eager),
     ]
 )
 # Everything on: the environment's settings, plus the JSON report next to /metrics.
-settings = slipstream.install(app, dataclasses.replace(slipstream.Settings.from_env(), report_enabled=True)).settings
+settings = slipstream.install(
+    app, dataclasses.replace(slipstream.Settings.from_env(), report_enabled=True), engines=[engine]
+).settings
 
 
 def instructions(base: str) -> str:
@@ -155,6 +210,8 @@ Try:
   curl -s -o /dev/null -D - {base}/api/items | grep -i -e x-cache -e age   # MISS, then HIT with an Age
   curl -s -X POST {base}/admin/purge/items                             # tag purge: the next GET is a MISS
   curl -s -o /dev/null -D - {base}/quote/3 | grep -i server-timing       # app, render, price quote: the bottleneck
+  curl -s -o /dev/null -D - {base}/authors | grep -i server-timing       # db: 9 queries (and an N+1 warning in the log)
+  curl -s -o /dev/null -D - {base}/authors/eager | grep -i server-timing # db: 2 queries, no N+1
 {metrics}Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
 """
 
@@ -167,6 +224,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     print(instructions(f"http://{args.host}:{args.port}"), flush=True)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import sys
 from pathlib import Path
@@ -66,7 +67,12 @@ def test_install_reads_the_environment_by_default(monkeypatch: pytest.MonkeyPatc
     assert slipstream.install(Starlette()).settings.compression_encodings == ("gzip",)
 
 
-async def test_demo_app_serves_everything_it_advertises() -> None:
+def _demo_line(source: str) -> int:
+    lines = (EXAMPLES / "demo_app.py").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if source in line)
+
+
+async def test_demo_app_serves_everything_it_advertises(caplog: pytest.LogCaptureFixture) -> None:
     demo = load_example("demo_app")
     assert "curl" in demo.instructions("http://127.0.0.1:8000")
     async with asgi_client(demo.app) as client:
@@ -82,6 +88,9 @@ async def test_demo_app_serves_everything_it_advertises() -> None:
         purged = await client.post("/admin/purge/items")
         refilled = await client.get("/api/items")
         quote = await client.get("/quote/3")
+        with caplog.at_level(logging.WARNING, logger="slipstream.sql"):
+            lazy = await client.get("/authors")
+            eager = await client.get("/authors/eager")
     assert home.headers["content-encoding"] == "br" and len(home.content) > 50_000
     assert items.headers["content-encoding"] == "zstd" and items.json()[0]["id"] == 0
     assert "content-encoding" not in logo.headers
@@ -94,3 +103,9 @@ async def test_demo_app_serves_everything_it_advertises() -> None:
     assert re.search(r'price-quote;dur=[\d.]+;desc="bottleneck", render;dur=[\d.]+$', quote.headers["server-timing"])
     assert "load-items;dur=" in items.headers["server-timing"]
     assert "/metrics" in demo.instructions("http://127.0.0.1:8000")
+    assert "db;dur=" in lazy.headers["server-timing"] and 'desc="9 queries"' in lazy.headers["server-timing"]
+    assert 'desc="2 queries"' in eager.headers["server-timing"]
+    assert lazy.text == eager.text
+    (finding,) = [r for r in caplog.records if r.getMessage().startswith("N+1")]
+    assert finding.http_route == "/authors"  # type: ignore[attr-defined]
+    assert finding.caller.endswith("demo_app.py:" + str(_demo_line("for a in session.scalars(select(Author))]")))  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from slipstream.middleware.conditional import ConditionalMiddleware
 from slipstream.middleware.timing import TimingMiddleware
 from slipstream.record import RequestRecord, current_record
 from slipstream.setup import Installation, install
+from slipstream.sqlalchemy.hooks import instrument_sqlalchemy, uninstrument_sqlalchemy
 from slipstream.timed import timed
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "cached",
     "current_record",
     "install",
+    "instrument_sqlalchemy",
     "tag_response",
     "timed",
+    "uninstrument_sqlalchemy",
 ]
 __version__ = "0.1.0"

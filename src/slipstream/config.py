@@ -130,6 +130,15 @@ class Settings:
     # Share of new traces sampled; a sampled or unsampled parent (traceparent) is always followed.
     otel_sample_ratio: float = 1.0
 
+    # Statements at least this slow (seconds) are logged, counted and kept in the report's top list.
+    db_slow_query_threshold: float = 0.1
+    # A CLIENT span per statement, child of the request's span; off for hot paths.
+    db_spans: bool = True
+    # One SELECT fingerprint run this many times in one request is an N+1 finding.
+    db_n_plus_one_threshold: int = 5
+    # Run the database's plan command once per slow SELECT fingerprint and report full scans as index hints.
+    db_index_hints: bool = False
+
     def __post_init__(self) -> None:
         known = available_encodings()
         for name in self.compression_encodings:
@@ -153,6 +162,9 @@ class Settings:
                 raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}") from None
             if not pattern or ttl < 0:
                 raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}")
+        _check_range("db_n_plus_one_threshold", self.db_n_plus_one_threshold, 2, None)
+        if self.db_slow_query_threshold < 0:
+            raise ValueError(f"db_slow_query_threshold must be at least 0, got {self.db_slow_query_threshold}")
         if self.metrics_names not in METRIC_NAME_SETS:
             raise ValueError(f"metrics_names must be one of {', '.join(METRIC_NAME_SETS)}, got {self.metrics_names!r}")
         if not 0 <= self.otel_sample_ratio <= 1:

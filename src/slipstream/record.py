@@ -14,7 +14,14 @@ from starlette.types import Scope
 
 # A request timing many distinct names keeps the first ones; the rest are folded into one.
 MAX_OPERATION_NAMES = 64
+MAX_FINGERPRINTS = 1000
 OTHER_OPERATIONS = "other"
+
+
+class DatabaseHooks:
+    """How many engines are instrumented: requests then report their query count, zero included."""
+
+    engines = 0
 
 
 class RequestRecord:
@@ -26,6 +33,7 @@ class RequestRecord:
         "db_queries",
         "db_time",
         "fingerprints",
+        "n_plus_one",
         "operations",
         "route",
         "scope",
@@ -45,8 +53,10 @@ class RequestRecord:
         self.bottleneck: str | None = None
         self.db_queries = 0
         self.db_time = 0.0
-        # statement fingerprint -> executions in this request (for N+1 detection).
+        # statement fingerprint -> executions in this request (for N+1 detection), at most MAX_FINGERPRINTS.
         self.fingerprints: dict[str, int] = {}
+        # SELECT fingerprint -> where it was first run from, once it reached the N+1 threshold.
+        self.n_plus_one: dict[str, str | None] = {}
 
     def add_operation(self, name: str, seconds: float) -> None:
         totals = self.operations.get(name)

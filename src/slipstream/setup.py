@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, CollectorRegistry
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +23,7 @@ from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
 from slipstream.middleware.timing import TimingMiddleware
+from slipstream.sqlalchemy.hooks import instrument_sqlalchemy
 from slipstream.timed import configure_timed
 
 log = logging.getLogger("slipstream")
@@ -72,8 +75,14 @@ class Installation:
                 log.exception("slipstream: a shutdown step failed")
 
 
-def install(app: Starlette, settings: Settings | None = None, registry: CollectorRegistry = REGISTRY) -> Installation:
-    """Add slipstream's middlewares to a Starlette or FastAPI app.
+def install(
+    app: Starlette,
+    settings: Settings | None = None,
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    engines: Iterable[Engine | AsyncEngine] = (),
+) -> Installation:
+    """Add slipstream's middlewares to a Starlette or FastAPI app, and instrument the SQLAlchemy ``engines`` given.
 
     Order, outermost first: the metrics/report endpoints and lifespan hooks, timing, cache, compression,
     conditional requests, then the app. Starlette puts the middleware added last outermost, so they are
@@ -97,6 +106,8 @@ def install(app: Starlette, settings: Settings | None = None, registry: Collecto
     telemetry = configure_opentelemetry(settings)
     installation.on_shutdown.append(telemetry.shutdown)
     configure_timed(metrics.operation_duration, telemetry)
+    for engine in engines:
+        instrument_sqlalchemy(engine, settings=settings, registry=registry, tracer=telemetry)
     if settings.timing_enabled:
         app.add_middleware(
             TimingMiddleware,

@@ -17,6 +17,10 @@ from prometheus_client.metrics import MetricWrapperBase
 
 # OpenTelemetry's advisory buckets for http.server.request.duration (seconds).
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+# OpenTelemetry's advisory buckets for db.client.operation.duration (seconds).
+DB_DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)
+QUERY_COUNT_BUCKETS: tuple[float, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
+DB_LABELS = ("db_system_name", "db_operation_name", "db_collection_name")
 # Body sizes from 100 B to 10 MB, by powers of ten and their halves.
 SIZE_BUCKETS: tuple[float, ...] = (100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 10_000_000)
 
@@ -39,6 +43,13 @@ class Metrics:
     compression_output_bytes: Counter
     conditional_responses: Counter
     operation_duration: Histogram
+    db_operation_duration: Histogram
+    db_errors: Counter
+    db_slow_queries: Counter
+    db_queries_per_request: Histogram
+    db_n_plus_one: Counter
+    db_connection_wait: Histogram
+    db_connection_timeouts: Counter
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
@@ -144,5 +155,50 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
             "Duration of operations timed with @timed or `with timed(...)`.",
             ("operation",),
             buckets=buckets,
+        ),
+        db_operation_duration=make(
+            Histogram,
+            "db_client_operation_duration_seconds",
+            "Duration of database statements, as the driver ran them (executemany counted once).",
+            DB_LABELS,
+            buckets=DB_DURATION_BUCKETS,
+        ),
+        db_errors=make(
+            Counter,
+            "slipstream_db_client_errors",
+            "Database statements that raised, by the driver's error type.",
+            ("db_system_name", "error_type"),
+        ),
+        db_slow_queries=make(
+            Counter,
+            "slipstream_db_slow_queries",
+            "Statements slower than the slow-query threshold.",
+            DB_LABELS,
+        ),
+        db_queries_per_request=make(
+            Histogram,
+            "slipstream_db_queries_per_request",
+            "Database statements run while serving one HTTP request.",
+            ("http_route",),
+            buckets=QUERY_COUNT_BUCKETS,
+        ),
+        db_n_plus_one=make(
+            Counter,
+            "slipstream_db_n_plus_one",
+            "Requests in which one SELECT fingerprint ran at least the N+1 threshold times.",
+            ("http_route",),
+        ),
+        db_connection_wait=make(
+            Histogram,
+            "db_client_connection_wait_time_seconds",
+            "Time to obtain a connection from the pool.",
+            ("pool_name",),
+            buckets=DB_DURATION_BUCKETS,
+        ),
+        db_connection_timeouts=make(
+            Counter,
+            "db_client_connection_timeouts",
+            "Connection checkouts that timed out waiting for the pool.",
+            ("pool_name",),
         ),
     )

@@ -66,6 +66,8 @@ class Report:
                 operation.samples.append(total / calls)
 
     def snapshot(self) -> dict[str, Any]:
+        from slipstream.sqlalchemy.hooks import index_hints, slow_queries
+
         with self.lock:
             routes = [
                 {"method": method, "route": route, **_summary(series)}
@@ -94,6 +96,8 @@ class Report:
             },
             "compression": self._compression(),
             "slowest_operations": sorted(operations, key=lambda row: -row["p95"])[:TOP],
+            "slow_queries": slow_queries.snapshot(TOP),
+            "index_hints": index_hints(),
         }
 
     def _compression(self) -> dict[str, dict[str, float | None]]:

@@ -28,7 +28,7 @@ from slipstream.exporters.metrics import metrics_for
 from slipstream.exporters.otel import Telemetry
 from slipstream.exporters.report import Report
 from slipstream.middleware.routes import UNMATCHED_ROUTE, RouteTemplates
-from slipstream.record import RequestRecord, close_record, open_record
+from slipstream.record import DatabaseHooks, RequestRecord, close_record, open_record
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
@@ -40,6 +40,7 @@ _DECODED_HEADERS = 1024
 EXEMPLAR_INTERVAL = 1.0
 
 log = logging.getLogger("slipstream.timing")
+sql_log = logging.getLogger("slipstream.sql")
 
 
 class TimingMiddleware:
@@ -71,6 +72,8 @@ class TimingMiddleware:
         self.request_size = metrics.request_body_size
         self.response_size = metrics.response_body_size
         self.active = metrics.active_requests
+        self.queries_per_request = metrics.db_queries_per_request
+        self.n_plus_one = metrics.db_n_plus_one
         self.compat: CompatMetrics | None = compat_metrics(registry, s.metrics_names)
         self.server_timing = s.timing_server_timing
         self.bottleneck_share = s.timing_bottleneck_share
@@ -352,6 +355,10 @@ class _Exchange:
                 label,
                 extra={"operation": slowest[0], "http_route": label, "share": slowest[1] / seconds},
             )
+        if record.db_queries or DatabaseHooks.engines:
+            middleware.queries_per_request.labels(label).observe(record.db_queries)
+        if record.n_plus_one:
+            self._report_n_plus_one(label, span)
         if middleware.otel_duration is not None:
             attributes: dict[str, str | int] = {"http.request.method": method, "http.response.status_code": status}
             if route is not None:
@@ -361,6 +368,27 @@ class _Exchange:
             self._end_span(span, route, status)
         if middleware.report is not None:
             middleware.report.observe(method, label, status, seconds, record)
+
+    def _report_n_plus_one(self, route: str, span: trace.Span | None) -> None:
+        """One SELECT fingerprint ran at least the threshold times: log it, count the request, mark the span."""
+        record = self.record
+        self.middleware.n_plus_one.labels(route).inc()
+        for text, caller in record.n_plus_one.items():
+            count = record.fingerprints.get(text, 0)
+            sql_log.warning(
+                "N+1: %d executions of %s in %s %s, first reaching the threshold from %s",
+                count,
+                text,
+                self.method,
+                route,
+                caller,
+                extra={"fingerprint": text, "count": count, "http_route": route, "caller": caller},
+            )
+            if span is not None:
+                event: dict[str, Any] = {"db.query.text": text, "slipstream.count": count}
+                if caller is not None:
+                    event["code.location"] = caller
+                span.add_event("slipstream.n_plus_one", event)
 
     def _end_span(self, span: trace.Span, route: str | None, status: int) -> None:
         attributes: dict[str, Any] = {"http.response.status_code": status}
