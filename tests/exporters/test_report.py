@@ -78,3 +78,17 @@ async def test_report_app_guards_like_the_metrics() -> None:
     assert refused.status == 401
     assert allowed.status == 200 and json.loads(allowed.body)["slowest_routes"][0]["route"] == "/"
     assert (await call_asgi(ReportApp(report), path="/report")).status == 200
+
+
+def test_the_report_lists_slow_queries_and_index_hints() -> None:
+    from slipstream.sqlalchemy.fingerprint import fingerprint
+    from slipstream.sqlalchemy.hooks import slow_queries
+
+    slow_queries.clear()
+    slow_queries.add(fingerprint("select * from users where email = 'x'"), "sqlite", 0.25, "/users")
+    snapshot = Report(CollectorRegistry()).snapshot()
+    (row,) = snapshot["slow_queries"]
+    assert row["fingerprint"] == "select * from users where email = ?"
+    assert (row["route"], row["count"], row["max"]) == ("/users", 1, 0.25)
+    assert isinstance(snapshot["index_hints"], list)
+    slow_queries.clear()

@@ -406,7 +406,7 @@ def test_outside_a_request_statements_are_only_timed(engine: Engine, registry: C
     assert count(registry, "SELECT", "posts") == AUTHORS
 
 
-def test_the_caller_is_none_when_every_frame_is_a_librarys() -> None:
+def test_the_caller_skips_frames_without_a_file() -> None:
     assert caller_location() is not None
     code = compile("import slipstream.sqlalchemy.hooks as h\nresult = h.caller_location()", "<string>", "exec")
     namespace: dict[str, Any] = {}
