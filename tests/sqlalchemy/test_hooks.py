@@ -417,3 +417,23 @@ def test_the_caller_skips_frames_without_a_file() -> None:
 
 def test_models_cover_the_schema() -> None:
     assert {table.name for table in Base.metadata.sorted_tables} == {"authors", "posts"}
+
+
+def test_index_hints_from_the_slow_query_path_reach_the_report(
+    engine: Engine, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    from slipstream.exporters.report import Report
+    from slipstream.sqlalchemy.hooks import index_hints
+
+    hooks = instrument_sqlalchemy(engine, registry=registry, spans=False, slow_query_threshold=0.0, index_hints=True)
+    with caplog.at_level(logging.WARNING, logger="slipstream.sql"), engine.connect() as connection:
+        connection.execute(select(Author.id).where(Author.email == "author3@example.com")).all()
+        connection.execute(insert(Post).values(title="x", author_id=1))  # writes are never planned
+        assert hooks.index_advisor is not None and hooks.index_advisor.drain(10)
+    (hint,) = index_hints()
+    assert (hint["table"], hint["columns"]) == ("authors", ["email"])
+    assert Report(registry).snapshot()["index_hints"] == [hint]
+    assert "index hint: authors(email)" in caplog.text
+    # the advisor's EXPLAIN is timed but is not one of the app's slow queries
+    slow_messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("slow query")]
+    assert slow_messages and not any("EXPLAIN" in message for message in slow_messages)

@@ -223,6 +223,8 @@ class EngineHooks:
         pool.__dict__.pop("_do_get", None)
         if sqlalchemy.event.contains(self.engine, "engine_disposed", self._on_disposed):
             sqlalchemy.event.remove(self.engine, "engine_disposed", self._on_disposed)
+        if self.index_advisor is not None:
+            self.index_advisor.close()
 
     def _on_disposed(self, engine: Engine) -> None:
         # dispose() puts a new pool in place; it needs the wait-time wrapper too.
@@ -275,7 +277,8 @@ class EngineHooks:
                         record.n_plus_one[print_.text] = caller_location()
                 elif len(seen) < MAX_FINGERPRINTS:
                     seen[print_.text] = 1
-            if seconds >= self.slow_threshold:
+            if seconds >= self.slow_threshold and print_.operation != "EXPLAIN":
+                # (the index advisor's own plan commands are not slow queries of the app)
                 self.slow(print_, statement, rest, seconds)
             if span is not None:
                 span.end()
