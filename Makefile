@@ -8,7 +8,9 @@ CHECK_EXTRAS := test,bench
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck unit bench system-deps clean
+.PHONY: demo test lint typecheck unit unit-sqlalchemy-2.0 bench system-deps clean
+# The hooks support SQLAlchemy 2.0 and 2.1: the main environment has the newest, this one the 2.0 series.
+SA20 := .venv-sqlalchemy-2.0
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +36,16 @@ typecheck: $(STAMPS)/$(CHECK_EXTRAS)
 unit: system-deps $(STAMPS)/$(CHECK_EXTRAS)
 	$(BIN)/pytest --cov --cov-report=term
 
-test: lint typecheck unit
+$(SA20)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SA20)
+	$(SA20)/bin/python -m pip install --quiet --upgrade pip
+	$(SA20)/bin/python -m pip install --quiet -e '.[test]' 'sqlalchemy[asyncio]>=2.0,<2.1'
+	touch $@
+
+unit-sqlalchemy-2.0: system-deps $(SA20)/.installed
+	$(SA20)/bin/pytest -p no:cacheprovider tests/sqlalchemy
+
+test: lint typecheck unit unit-sqlalchemy-2.0
 
 bench: $(STAMPS)/bench
 	scripts/install-system-deps.sh --bench
@@ -44,4 +55,4 @@ bench: $(STAMPS)/bench
 	$(BIN)/python bench/bench_load.py --output bench/RESULTS.md
 
 clean:
-	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SA20) .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis
