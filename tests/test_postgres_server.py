@@ -5,9 +5,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import sqlalchemy as sa
 from tests import postgres_server as postgres_module
 from tests.postgres_server import PostgresDatabase, PostgresServer, find_postgres_binaries, run_postgres_server
 
