@@ -71,7 +71,7 @@ async def test_asyncpg_n_plus_one_on_an_async_session(
     fill(postgres_database)
     registry = CollectorRegistry()
     engine = create_async_engine(postgres_database.url("asyncpg"))
-    instrument_sqlalchemy(engine, registry=registry, spans=False)
+    hooks = instrument_sqlalchemy(engine, registry=registry, spans=False)
 
     async def authors(request: Request) -> Response:
         async with AsyncSession(engine) as session:
@@ -93,6 +93,12 @@ async def test_asyncpg_n_plus_one_on_an_async_session(
         assert finding.caller.startswith(__file__)  # type: ignore[attr-defined]
         select_posts = {"db_system_name": "postgresql", "db_operation_name": "SELECT", "db_collection_name": "posts"}
         assert registry.get_sample_value(DURATION, select_posts) == AUTHORS
+        # the async pool (AsyncAdaptedQueuePool) is counted and timed like QueuePool
+        pool = {"pool_name": hooks.pool_name}
+        assert registry.get_sample_value("db_client_connection_count", {**pool, "state": "idle"}) == 1
+        assert registry.get_sample_value("db_client_connection_count", {**pool, "state": "used"}) == 0
+        assert registry.get_sample_value("db_client_connection_max", pool) == 15
+        assert (registry.get_sample_value("db_client_connection_wait_time_seconds_count", pool) or 0) >= 2
     finally:
         uninstrument_sqlalchemy(engine)
         await engine.dispose()
