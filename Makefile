@@ -52,6 +52,7 @@ bench: $(STAMPS)/bench
 	$(BIN)/python bench/bench_compression.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_cache.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_telemetry.py --output bench/RESULTS.md
+	$(BIN)/python bench/bench_sqlalchemy.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_load.py --output bench/RESULTS.md
 
 clean:
