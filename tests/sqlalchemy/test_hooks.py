@@ -437,3 +437,13 @@ def test_index_hints_from_the_slow_query_path_reach_the_report(
     # the advisor's EXPLAIN is timed but is not one of the app's slow queries
     slow_messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("slow query")]
     assert slow_messages and not any("EXPLAIN" in message for message in slow_messages)
+
+
+def test_the_hooks_leave_sqlalchemys_event_fast_path_alone(engine: Engine, registry: CollectorRegistry) -> None:
+    """Any engine-level listener makes every statement take SQLAlchemy's slower event path; the hooks add none."""
+    instrument_sqlalchemy(engine, registry=registry, spans=False)
+    assert not engine._has_events
+    engine.dispose(close=False)
+    with engine.connect() as connection:
+        connection.execute(text("select 1"))
+    assert not engine._has_events

@@ -56,6 +56,8 @@ _LIBRARY_DIRECTORIES = (
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
 )
 _APP_PROVIDERS = Telemetry()
+# Distinct statement strings remembered per engine with their fingerprint (SQLAlchemy's own cache is about as big).
+_STATEMENTS = 4096
 
 
 class SlowQueries:
@@ -183,6 +185,7 @@ class EngineHooks:
         self.wait = metrics.db_connection_wait.labels(self.pool_name)
         self.timeouts = metrics.db_connection_timeouts.labels(self.pool_name)
         self._children: dict[tuple[str, str | None], Histogram] = {}
+        self._statements: dict[str, tuple[Fingerprint, Histogram]] = {}
         self._originals: dict[str, Callable[..., Any]] = {}
         self._pool_lock = threading.Lock()
         self.pending = 0
@@ -211,7 +214,6 @@ class EngineHooks:
             self._originals[name] = original
             setattr(dialect, name, self._wrap(original, name))
         self._wrap_pool(self.engine.pool)
-        sqlalchemy.event.listen(self.engine, "engine_disposed", self._on_disposed)
 
     def remove(self) -> None:
         dialect = self.engine.dialect
@@ -221,14 +223,9 @@ class EngineHooks:
         self._originals.clear()
         pool = self.engine.pool
         pool.__dict__.pop("_do_get", None)
-        if sqlalchemy.event.contains(self.engine, "engine_disposed", self._on_disposed):
-            sqlalchemy.event.remove(self.engine, "engine_disposed", self._on_disposed)
+        pool.__dict__.pop("recreate", None)
         if self.index_advisor is not None:
             self.index_advisor.close()
-
-    def _on_disposed(self, engine: Engine) -> None:
-        # dispose() puts a new pool in place; it needs the wait-time wrapper too.
-        self._wrap_pool(engine.pool)
 
     # Statements ---------------------------------------------------------------------------------------------
 
@@ -257,10 +254,20 @@ class EngineHooks:
             found = self._children[key] = self.durations.labels(self.system, print_.operation, print_.collection or "")
         return found
 
+    def lookup(self, statement: str) -> tuple[Fingerprint, Histogram]:
+        """The statement's fingerprint and histogram child: one dict lookup for statements seen before."""
+        found = self._statements.get(statement)
+        if found is None:
+            print_ = fingerprint(statement)
+            found = (print_, self.child(print_))
+            if len(self._statements) < _STATEMENTS:
+                self._statements[statement] = found
+        return found
+
     def finished(self, statement: str, rest: tuple[Any, ...], seconds: float, span: trace.Span | None) -> None:
         try:
-            print_ = fingerprint(statement)
-            self.child(print_).observe(seconds)
+            print_, child = self.lookup(statement)
+            child.observe(seconds)
             record = current_record()
             if record is not None:
                 record.db_queries += 1
@@ -287,8 +294,8 @@ class EngineHooks:
 
     def failed(self, statement: str, seconds: float, error: BaseException, span: trace.Span | None) -> None:
         try:
-            print_ = fingerprint(statement)
-            self.child(print_).observe(seconds)
+            _, child = self.lookup(statement)
+            child.observe(seconds)
             self.errors.labels(self.system, type(error).__qualname__).inc()
             record = current_record()
             if record is not None:
@@ -307,7 +314,7 @@ class EngineHooks:
             tracer = self.tracer
             if tracer is None:
                 return None
-            print_ = fingerprint(statement)
+            print_ = self.lookup(statement)[0]
             attributes: dict[str, Any] = {
                 "db.system.name": self.system,
                 "db.operation.name": print_.operation,
@@ -384,6 +391,16 @@ class EngineHooks:
                     hooks.pending -= 1
 
         pool._do_get = _do_get
+        # dispose() replaces the pool with pool.recreate(): the new pool is wrapped too. (An engine_disposed
+        # listener would do the same, but any engine listener puts every statement on SQLAlchemy's slower path.)
+        recreate = pool.recreate
+
+        def _recreate() -> Any:
+            new = recreate()
+            hooks._wrap_pool(new)
+            return new
+
+        pool.recreate = _recreate
 
     def pool_state(self) -> tuple[int, int, int | None] | None:
         """(idle, used, max) of the engine's pool now, or None for pools that keep no count (NullPool, StaticPool)."""
