@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from slipstream import TimingMiddleware, instrument_sqlalchemy, uninstrument_sqlalchemy
-from tests.postgres_server import PostgresDatabase
+from tests.postgres_server import Driver, PostgresDatabase
 from tests.sqlalchemy.models import AUTHORS, Author, Base, rows
 from tests.support import asgi_client
 
@@ -65,12 +65,14 @@ def test_psycopg_statements_errors_and_pool(postgres_database: PostgresDatabase)
         engine.dispose()
 
 
-async def test_asyncpg_n_plus_one_on_an_async_session(
-    postgres_database: PostgresDatabase, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+async def test_n_plus_one_on_an_async_session(
+    postgres_database: PostgresDatabase, caplog: pytest.LogCaptureFixture, driver: Driver
 ) -> None:
     fill(postgres_database)
     registry = CollectorRegistry()
-    engine = create_async_engine(postgres_database.url("asyncpg"))
+    # create_async_engine with postgresql+psycopg uses psycopg 3's async connection
+    engine = create_async_engine(postgres_database.url(driver))
     hooks = instrument_sqlalchemy(engine, registry=registry, spans=False)
 
     async def authors(request: Request) -> Response:
