@@ -82,7 +82,7 @@ async def test_report_app_guards_like_the_metrics() -> None:
 
 def test_the_report_lists_slow_queries_and_index_hints() -> None:
     from slipstream.sqlalchemy.fingerprint import fingerprint
-    from slipstream.sqlalchemy.hooks import slow_queries
+    from slipstream.sqlalchemy.slow import slow_queries
 
     slow_queries.clear()
     slow_queries.add(fingerprint("select * from users where email = 'x'"), "sqlite", 0.25, "/users")

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from slipstream import TimingMiddleware, instrument_sqlalchemy, uninstrument_sqlalchemy
 from slipstream.record import DatabaseHooks
 from slipstream.sqlalchemy import hooks as hooks_module
-from slipstream.sqlalchemy.hooks import caller_location, slow_queries
+from slipstream.sqlalchemy.slow import SlowQueries, caller_location, slow_queries
 from tests.sqlalchemy.models import AUTHORS, Author, Base, Post, filled_sqlite
 from tests.support import asgi_client
 
@@ -170,7 +170,7 @@ def _line_of(source: str) -> int:
 def test_the_slow_query_list_keeps_the_slowest_and_is_bounded() -> None:
     from slipstream.sqlalchemy.fingerprint import fingerprint
 
-    store = hooks_module.SlowQueries(limit=3, samples=4)
+    store = SlowQueries(limit=3, samples=4)
     for n in range(6):
         store.add(fingerprint(f"select * from t{n} where a = 1"), "sqlite", 0.1 * (n + 1), None)
     store.add(fingerprint("select * from t0 where a = 1"), "sqlite", 0.01, None)  # too fast to get back in
@@ -408,7 +408,7 @@ def test_outside_a_request_statements_are_only_timed(engine: Engine, registry: C
 
 def test_the_caller_skips_frames_without_a_file() -> None:
     assert caller_location() is not None
-    code = compile("import slipstream.sqlalchemy.hooks as h\nresult = h.caller_location()", "<string>", "exec")
+    code = compile("import slipstream.sqlalchemy.slow as h\nresult = h.caller_location()", "<string>", "exec")
     namespace: dict[str, Any] = {}
     exec(code, namespace)
     # the exec'd frame is "<string>" and skipped; this test function is the caller

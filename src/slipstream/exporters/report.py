@@ -66,7 +66,8 @@ class Report:
                 operation.samples.append(total / calls)
 
     def snapshot(self) -> dict[str, Any]:
-        from slipstream.sqlalchemy.hooks import index_hints, slow_queries
+        from slipstream.sqlalchemy.hooks import index_hints
+        from slipstream.sqlalchemy.slow import slow_queries
 
         with self.lock:
             routes = [

@@ -13,22 +13,15 @@ Parameter values are never logged, exported or put on spans; statements are redu
 from __future__ import annotations
 
 import logging
-import math
-import os
-import sys
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy
 from opentelemetry import trace
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,6 +30,8 @@ from slipstream.exporters.metrics import metrics_for
 from slipstream.exporters.otel import Telemetry
 from slipstream.record import MAX_FINGERPRINTS, DatabaseHooks, current_record
 from slipstream.sqlalchemy.fingerprint import Fingerprint, fingerprint
+from slipstream.sqlalchemy.pool import pool_collector
+from slipstream.sqlalchemy.slow import caller_location, slow_queries
 
 log = logging.getLogger("slipstream.sql")
 
@@ -50,109 +45,9 @@ _SYSTEMS = {
     "oracle": "oracle.db",
 }
 _METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
-# Frames in these directories are not "the caller": the first frame outside them is.
-_LIBRARY_DIRECTORIES = (
-    os.path.dirname(sqlalchemy.__file__ or "sqlalchemy") + os.sep,
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
-)
 _APP_PROVIDERS = Telemetry()
 # Distinct statement strings remembered per engine with their fingerprint (SQLAlchemy's own cache is about as big).
 _STATEMENTS = 4096
-
-
-class SlowQueries:
-    """The slowest statement fingerprints seen, with count, p50, p95 and max; bounded in fingerprints and samples."""
-
-    def __init__(self, limit: int = 100, samples: int = 256) -> None:
-        self.limit = limit
-        self.samples = samples
-        self.lock = threading.Lock()
-        self.entries: dict[str, _SlowStats] = {}
-
-    def add(self, print_: Fingerprint, system: str, seconds: float, route: str | None) -> None:
-        with self.lock:
-            stats = self.entries.get(print_.text)
-            if stats is None:
-                if len(self.entries) >= self.limit:
-                    # Keep the slowest: a newcomer replaces the fingerprint with the lowest maximum, if slower.
-                    fastest = min(self.entries, key=lambda text: self.entries[text].max)
-                    if self.entries[fastest].max >= seconds:
-                        return
-                    del self.entries[fastest]
-                stats = self.entries[print_.text] = _SlowStats(print_, system, self.samples)
-            stats.count += 1
-            stats.max = max(stats.max, seconds)
-            stats.durations.append(seconds)
-            if route is not None:
-                stats.route = route
-
-    def snapshot(self, top: int = 20) -> list[dict[str, Any]]:
-        with self.lock:
-            rows = [stats.summary() for stats in self.entries.values()]
-        return sorted(rows, key=lambda row: -row["p95"])[:top]
-
-    def clear(self) -> None:
-        with self.lock:
-            self.entries.clear()
-
-
-class _SlowStats:
-    __slots__ = ("count", "durations", "max", "print_", "route", "system")
-
-    def __init__(self, print_: Fingerprint, system: str, samples: int) -> None:
-        self.print_ = print_
-        self.system = system
-        self.count = 0
-        self.max = 0.0
-        self.route: str | None = None
-        self.durations: deque[float] = deque(maxlen=samples)
-
-    def summary(self) -> dict[str, Any]:
-        ordered = sorted(self.durations)
-
-        def quantile(q: float) -> float:
-            return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 6)
-
-        return {
-            "fingerprint": self.print_.text,
-            "db_system_name": self.system,
-            "operation": self.print_.operation,
-            "collection": self.print_.collection,
-            "route": self.route,
-            "count": self.count,
-            "p50": quantile(0.5),
-            "p95": quantile(0.95),
-            "max": round(self.max, 6),
-        }
-
-
-# One store for the process, read by the JSON report.
-slow_queries = SlowQueries()
-
-
-def caller_location() -> str | None:
-    """``file:line`` of the innermost frame outside SQLAlchemy and slipstream, following greenlets to their parent.
-
-    An AsyncSession runs the ORM's synchronous code in a greenlet; the code that awaited it is in the parent
-    greenlet's frames, so the walk continues there when this greenlet's frames run out.
-    """
-    frame: FrameType | None = sys._getframe(1)
-    try:
-        from greenlet import getcurrent
-    except ImportError:  # pragma: no cover - greenlet comes with sqlalchemy[asyncio]
-        current = None
-    else:
-        current = getcurrent()
-    while True:
-        while frame is not None:
-            filename = frame.f_code.co_filename
-            if not filename.startswith(_LIBRARY_DIRECTORIES) and not filename.startswith("<"):
-                return f"{filename}:{frame.f_lineno}"
-            frame = frame.f_back
-        current = current.parent if current is not None else None
-        if current is None:
-            return None
-        frame = current.gr_frame
 
 
 class EngineHooks:
@@ -189,7 +84,7 @@ class EngineHooks:
         self._originals: dict[str, Callable[..., Any]] = {}
         self._pool_lock = threading.Lock()
         self.pending = 0
-        _pool_collector(registry).engines.add(self)
+        pool_collector(registry).engines.add(self)
 
     @property
     def engine(self) -> Engine:
@@ -418,55 +313,6 @@ class EngineHooks:
         if callable(size) and isinstance(overflow, int) and overflow >= 0:
             maximum = int(size()) + overflow
         return int(checkedin()), int(checkedout()), maximum
-
-
-class _PoolCollector(Collector):
-    """Connection counts read from the instrumented engines' pools at scrape time."""
-
-    def __init__(self) -> None:
-        self.engines: weakref.WeakSet[EngineHooks] = weakref.WeakSet()
-
-    def collect(self) -> Iterator[Metric]:
-        count = GaugeMetricFamily(
-            "db_client_connection_count",
-            "Connections in the pool, by state (idle or used).",
-            labels=("pool_name", "state"),
-        )
-        maximum = GaugeMetricFamily(
-            "db_client_connection_max", "Most connections the pool allows (size + overflow).", labels=("pool_name",)
-        )
-        pending = GaugeMetricFamily(
-            "db_client_connection_pending_requests",
-            "Checkouts waiting for a connection from the pool.",
-            labels=("pool_name",),
-        )
-        for hooks in list(self.engines):
-            state = hooks.pool_state()
-            pending.add_metric((hooks.pool_name,), hooks.pending)
-            if state is None:
-                continue
-            idle, used, most = state
-            count.add_metric((hooks.pool_name, "idle"), idle)
-            count.add_metric((hooks.pool_name, "used"), used)
-            if most is not None:
-                maximum.add_metric((hooks.pool_name,), most)
-        yield from (count, maximum, pending)
-
-    def describe(self) -> Iterable[Metric]:
-        return []
-
-
-_collectors: weakref.WeakKeyDictionary[CollectorRegistry, _PoolCollector] = weakref.WeakKeyDictionary()
-_collectors_lock = threading.Lock()
-
-
-def _pool_collector(registry: CollectorRegistry) -> _PoolCollector:
-    with _collectors_lock:
-        found = _collectors.get(registry)
-        if found is None:
-            found = _collectors[registry] = _PoolCollector()
-            registry.register(found)
-        return found
 
 
 _installed: weakref.WeakKeyDictionary[Engine, EngineHooks] = weakref.WeakKeyDictionary()
