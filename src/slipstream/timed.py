@@ -20,7 +20,7 @@ from opentelemetry import trace
 from prometheus_client import REGISTRY, Histogram
 
 from slipstream.exporters.metrics import metrics_for
-from slipstream.exporters.otel import Telemetry
+from slipstream.exporters.otel import APP_PROVIDERS, Telemetry, TracerSource
 from slipstream.record import OTHER_OPERATIONS, current_record
 
 MAX_OPERATION_LABELS = 200
@@ -35,20 +35,17 @@ class _Sink:
     def __init__(self) -> None:
         self.histogram: Histogram | None = None
         # A tracer, None (no spans), or where to find one at first use (by default the app's global provider).
-        self.given: trace.Tracer | Telemetry | None = Telemetry()
+        self.source = TracerSource(APP_PROVIDERS)
         self.children: dict[str, Histogram] = {}
         self.lock = threading.Lock()
 
     def configure(self, histogram: Histogram, tracer: trace.Tracer | Telemetry | None) -> None:
         with self.lock:
-            self.histogram, self.given, self.children = histogram, tracer, {}
+            self.histogram, self.source, self.children = histogram, TracerSource(tracer), {}
 
     @property
     def tracer(self) -> trace.Tracer | None:
-        given = self.given
-        if isinstance(given, Telemetry):
-            given = self.given = given.tracer("slipstream")
-        return given
+        return self.source.get()
 
     def child(self, name: str) -> Histogram:
         found = self.children.get(name)

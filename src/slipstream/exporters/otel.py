@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from slipstream.config import Settings
 
-__all__ = ["Telemetry", "configure_opentelemetry", "signal_endpoints"]
+__all__ = ["APP_PROVIDERS", "Telemetry", "TracerSource", "configure_opentelemetry", "signal_endpoints"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,28 @@ class Telemetry:
                 self.meter_provider.shutdown(timeout_millis=self.shutdown_timeout * 1000)
             except Exception:
                 logger.exception("shutting down the OpenTelemetry meter provider failed")
+
+
+# No providers of ours: the app's own global ones, when they are real.
+APP_PROVIDERS = Telemetry()
+
+
+class TracerSource:
+    """A tracer, None (no spans), or a Telemetry asked for its tracer at first use: apps often set their tracer
+    provider up after building the middleware stack. ``possible`` turns False once there is known to be none."""
+
+    __slots__ = ("_given", "possible")
+
+    def __init__(self, given: trace.Tracer | Telemetry | None) -> None:
+        self._given = given
+        self.possible = given is not None
+
+    def get(self) -> trace.Tracer | None:
+        given = self._given
+        if isinstance(given, Telemetry):
+            given = self._given = given.tracer("slipstream")
+            self.possible = given is not None
+        return given
 
 
 def signal_endpoints(endpoint: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipstream.config import Settings
 from slipstream.exporters.compat import CompatMetrics, compat_metrics
 from slipstream.exporters.metrics import metrics_for
-from slipstream.exporters.otel import Telemetry
+from slipstream.exporters.otel import APP_PROVIDERS, Telemetry, TracerSource
 from slipstream.exporters.report import Report
 from slipstream.middleware.routes import UNMATCHED_ROUTE, RouteTemplates
 from slipstream.record import DatabaseHooks, RequestRecord, close_record, open_record
@@ -34,7 +34,6 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-_APP_PROVIDERS = Telemetry()
 _DECODED_HEADERS = 1024
 # Seconds between exemplars of one bucket of one series.
 EXEMPLAR_INTERVAL = 1.0
@@ -56,7 +55,7 @@ class TimingMiddleware:
         buckets: tuple[float, ...] | None = None,
         metrics_names: str | None = None,
         registry: CollectorRegistry | None = None,
-        tracer: trace.Tracer | Telemetry | None = _APP_PROVIDERS,
+        tracer: trace.Tracer | Telemetry | None = APP_PROVIDERS,
         meter: Meter | None = None,
         report: Report | None = None,
     ) -> None:
@@ -78,9 +77,8 @@ class TimingMiddleware:
         self.server_timing = s.timing_server_timing
         self.bottleneck_share = s.timing_bottleneck_share
         self.tracing = s.tracing_enabled
-        # A Telemetry is asked on the first request: apps often set their tracer provider up after building the
-        # stack. By default that is the app's global provider (when it is a real one); None means no spans.
-        self._tracer: trace.Tracer | Telemetry | None = tracer if s.tracing_enabled else None
+        # By default the app's global provider (when it is a real one), looked up at the first request.
+        self._tracer = TracerSource(tracer if s.tracing_enabled else None)
         self.otel_duration: OtelHistogram | None = None
         if meter is not None:
             self.otel_duration = meter.create_histogram(
@@ -103,10 +101,7 @@ class TimingMiddleware:
 
     @property
     def tracer(self) -> trace.Tracer | None:
-        tracer = self._tracer
-        if isinstance(tracer, Telemetry):
-            tracer = self._tracer = tracer.tracer("slipstream")
-        return tracer
+        return self._tracer.get()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

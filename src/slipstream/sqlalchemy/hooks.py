@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slipstream.config import Settings
 from slipstream.exporters.metrics import metrics_for
-from slipstream.exporters.otel import Telemetry
+from slipstream.exporters.otel import APP_PROVIDERS, Telemetry, TracerSource
 from slipstream.record import MAX_FINGERPRINTS, DatabaseHooks, current_record
 from slipstream.sqlalchemy.fingerprint import Fingerprint, fingerprint
 from slipstream.sqlalchemy.pool import pool_collector
@@ -45,7 +45,6 @@ _SYSTEMS = {
     "oracle": "oracle.db",
 }
 _METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
-_APP_PROVIDERS = Telemetry()
 # Distinct statement strings remembered per engine with their fingerprint (SQLAlchemy's own cache is about as big).
 _STATEMENTS = 4096
 
@@ -71,7 +70,7 @@ class EngineHooks:
         self.pool_name = url.render_as_string(hide_password=True)
         self.slow_threshold = settings.db_slow_query_threshold
         self.n_plus_one_threshold = settings.db_n_plus_one_threshold
-        self._tracer: trace.Tracer | Telemetry | None = tracer if settings.db_spans else None
+        self._tracer = TracerSource(tracer if settings.db_spans else None)
         self.index_advisor = index_advisor
         metrics = metrics_for(registry)
         self.durations = metrics.db_operation_duration
@@ -95,10 +94,7 @@ class EngineHooks:
 
     @property
     def tracer(self) -> trace.Tracer | None:
-        tracer = self._tracer
-        if isinstance(tracer, Telemetry):
-            tracer = self._tracer = tracer.tracer("slipstream")
-        return tracer
+        return self._tracer.get()
 
     # Installing and removing -------------------------------------------------------------------------------
 
@@ -129,7 +125,7 @@ class EngineHooks:
         perf_counter = time.perf_counter
 
         def timed(cursor: Any, statement: str, *rest: Any) -> Any:
-            span = hooks.start_span(statement) if hooks._tracer is not None else None
+            span = hooks.start_span(statement) if hooks._tracer.possible else None
             start = perf_counter()
             try:
                 result = original(cursor, statement, *rest)
@@ -328,7 +324,7 @@ def instrument_sqlalchemy(
     n_plus_one_threshold: int | None = None,
     index_hints: bool | None = None,
     registry: CollectorRegistry = REGISTRY,
-    tracer: trace.Tracer | Telemetry | None = _APP_PROVIDERS,
+    tracer: trace.Tracer | Telemetry | None = APP_PROVIDERS,
 ) -> EngineHooks:
     """Instrument ``engine`` (an Engine or AsyncEngine); a second call for the same engine returns the first hooks.
 
