@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -128,18 +128,19 @@ def _entry(table: dict[Any, _Series], key: Any, overflow: Any, limit: int) -> _S
     return series
 
 
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile of sorted, non-empty samples, rounded to the microsecond."""
+    return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 6)
+
+
 def _summary(series: _Series) -> dict[str, Any]:
     ordered = sorted(series.samples)
-
-    def quantile(q: float) -> float:
-        return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 6)
-
     return {
         "requests": series.count,
         "errors": series.errors,
-        "p50": quantile(0.5),
-        "p95": quantile(0.95),
-        "p99": quantile(0.99),
+        "p50": percentile(ordered, 0.5),
+        "p95": percentile(ordered, 0.95),
+        "p99": percentile(ordered, 0.99),
         "max": round(ordered[-1], 6),
     }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
@@ -12,6 +11,7 @@ from typing import Any
 
 import sqlalchemy
 
+from slipstream.exporters.report import percentile
 from slipstream.sqlalchemy.fingerprint import Fingerprint
 
 # Frames in these directories are not "the caller": the first frame outside them is.
@@ -70,10 +70,6 @@ class _SlowStats:
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.durations)
-
-        def quantile(q: float) -> float:
-            return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 6)
-
         return {
             "fingerprint": self.print_.text,
             "db_system_name": self.system,
@@ -81,8 +77,8 @@ class _SlowStats:
             "collection": self.print_.collection,
             "route": self.route,
             "count": self.count,
-            "p50": quantile(0.5),
-            "p95": quantile(0.95),
+            "p50": percentile(ordered, 0.5),
+            "p95": percentile(ordered, 0.95),
             "max": round(self.max, 6),
         }
 
