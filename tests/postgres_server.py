@@ -29,6 +29,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from tests.support import stop_process
+
 __all__ = ["PostgresDatabase", "PostgresServer", "find_postgres_binaries", "run_postgres_server"]
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
@@ -133,14 +135,9 @@ class PostgresServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGINT)  # "fast" shutdown: roll back sessions, skip waiting for clients
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        if process is not None:
+            # SIGINT is postgres's "fast" shutdown: roll back sessions, skip waiting for clients.
+            stop_process(process, timeout, signal.SIGINT)
 
     def _execute(self, statement: sql.Composed, database: str = DATABASE) -> None:
         # CREATE and DROP DATABASE cannot run inside a transaction block.

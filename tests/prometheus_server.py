@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.support import stop_process
+
 __all__ = ["Exemplar", "PrometheusServer", "Sample", "run_prometheus_server"]
 
 EXECUTABLE = "/usr/bin/prometheus"
@@ -112,13 +114,8 @@ class PrometheusServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if process is not None:
+            stop_process(process, timeout)
         self.client.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import stop_process
+
 __all__ = ["RedisServer", "run_redis_server"]
 
 
@@ -59,14 +61,8 @@ class RedisServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        if process is not None:
+            stop_process(process, timeout)
 
     def restart(self) -> None:
         self.stop()

@@ -1,9 +1,12 @@
-"""Test harnesses: a raw ASGI send-capture, an httpx client over ASGITransport, and a real uvicorn server."""
+"""Test harnesses: a raw ASGI send-capture, an httpx client over ASGITransport, a real uvicorn server, stopping
+server processes, and @timed pointed at a test's registry."""
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -11,7 +14,12 @@ from dataclasses import dataclass, field
 
 import httpx
 import uvicorn
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Scope
+
+from slipstream.exporters.metrics import metrics_for
+from slipstream.exporters.otel import APP_PROVIDERS
+from slipstream.timed import configure_timed
 
 
 @dataclass
@@ -118,3 +126,27 @@ def run_uvicorn(app: ASGIApp, timeout: float = 10.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], timeout: float = 10.0, stop_signal: int = signal.SIGTERM
+) -> int | None:
+    """Ask ``process`` to stop with ``stop_signal``, SIGKILL it after ``timeout`` seconds; returns its exit status."""
+    if process.poll() is None:
+        process.send_signal(stop_signal)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return process.returncode
+
+
+@contextlib.contextmanager
+def timed_into(registry: CollectorRegistry) -> Iterator[CollectorRegistry]:
+    """@timed records into ``registry`` without spans for the block, then goes back to the process default."""
+    configure_timed(metrics_for(registry).operation_duration, None)
+    try:
+        yield registry
+    finally:
+        configure_timed(metrics_for(CollectorRegistry()).operation_duration, APP_PROVIDERS)

@@ -16,17 +16,15 @@ from slipstream import RequestRecord, timed
 from slipstream.exporters.metrics import metrics_for
 from slipstream.record import MAX_OPERATION_NAMES, close_record, current_record, open_record
 from slipstream.timed import MAX_OPERATION_LABELS, configure_timed
-from tests.support import http_scope
+from tests.support import http_scope, timed_into
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    configure_timed(metrics_for(registry).operation_duration, None)
-    yield registry
-    configure_timed(metrics_for(CollectorRegistry()).operation_duration)
+    with timed_into(CollectorRegistry()) as registry:
+        yield registry
 
 
 @pytest.fixture

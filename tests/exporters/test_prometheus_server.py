@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from tests.exporters.test_prometheus import promtool
 from tests.prometheus_server import JOB, PrometheusServer, Sample, run_prometheus_server
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 OPEN_METRICS = "application/openmetrics-text; version=1.0.0"
@@ -96,14 +96,7 @@ def serve_app(log_path: Path, metrics_port: int, timeout: float = 20.0) -> Itera
             time.sleep(0.05)
         yield served
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        served.exit_status = process.returncode
+        served.exit_status = stop_process(process)
 
 
 def send_round(client: httpx.Client, items: int, broken: int, trace_ids: set[str]) -> None:

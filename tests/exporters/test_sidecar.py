@@ -25,7 +25,7 @@ from slipstream.cli import build_parser, main
 from slipstream.config import Settings
 from slipstream.exporters.sidecar import Sidecar, process_exists, worker_files
 from tests.exporters.test_prometheus import promtool
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 OPEN_METRICS = "application/openmetrics-text; version=1.0.0"
@@ -38,18 +38,6 @@ Counter("test_jobs", "Jobs done.").inc(float(sys.argv[1]))
 print("ready", flush=True)
 sys.stdin.read()
 """
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then SIGKILL after a bounded wait; returns the exit status."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-    return process.returncode
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> int:

@@ -35,7 +35,7 @@ from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
 from slipstream.timed import configure_timed
-from tests.support import Captured, asgi_client, call_asgi, http_scope, run_uvicorn
+from tests.support import Captured, asgi_client, call_asgi, http_scope, run_uvicorn, timed_into
 
 pytestmark = pytest.mark.anyio
 DURATION = "http_server_request_duration_seconds"
@@ -67,13 +67,8 @@ def traced() -> Iterator[Traced]:
 
 @pytest.fixture
 def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    # @timed goes to this test's registry; the module default is restored afterwards.
-    from slipstream.exporters.metrics import metrics_for
-
-    configure_timed(metrics_for(registry).operation_duration, None)
-    yield registry
-    configure_timed(metrics_for(CollectorRegistry()).operation_duration)
+    with timed_into(CollectorRegistry()) as registry:
+        yield registry
 
 
 async def user(request: Request) -> Response:
