@@ -90,6 +90,7 @@ class TimingMiddleware:
         self._by_response: dict[tuple[str, str, int], tuple[Histogram, Histogram]] = {}
         self._by_route: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._active: dict[str, Gauge] = {}
+        self._queries: dict[str, Histogram] = {}
         self._operation_tokens: dict[str, str] = {}
         # Span attributes from Host and User-Agent values, decoded once (bounded).
         self.decoded_hosts: dict[bytes, dict[str, Any]] = {}
@@ -139,6 +140,12 @@ class TimingMiddleware:
         if found is None:
             labels = (method, route, str(status))
             found = self._by_response[key] = (self.duration.labels(*labels), self.response_size.labels(*labels))
+        return found
+
+    def queries_child(self, route: str) -> Histogram:
+        found = self._queries.get(route)
+        if found is None:
+            found = self._queries[route] = self.queries_per_request.labels(route)
         return found
 
     def route_children(self, method: str, route: str) -> tuple[Histogram, Histogram]:
@@ -351,7 +358,7 @@ class _Exchange:
                 extra={"operation": slowest[0], "http_route": label, "share": slowest[1] / seconds},
             )
         if record.db_queries or DatabaseHooks.engines:
-            middleware.queries_per_request.labels(label).observe(record.db_queries)
+            middleware.queries_child(label).observe(record.db_queries)
         if record.n_plus_one:
             self._report_n_plus_one(label, span)
         if middleware.otel_duration is not None:
