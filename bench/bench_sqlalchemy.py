@@ -104,9 +104,11 @@ def report(groups: Sequence[Sequence[QueryContender]], options: BenchmarkOptions
         "skip_dep_check=True)`: opentelemetry-instrumentation-sqlalchemy declares `sqlalchemy < 2.1.0` and refuses "
         "this SQLAlchemy without `skip_dep_check`. One CLIENT span per query; its connection-count metric goes to an "
         "SDK `MeterProvider` with an `InMemoryMetricReader` (pool events only: none per query here)",
-        f"- *{SLIPSTREAM}*: `instrument_sqlalchemy(engine, registry=fresh, spans=False)`; *{SLIPSTREAM_SPANS}*: "
-        "`spans=True, tracer=provider.get_tracer(...)`; *inside a request record*: `spans=False`, the round's "
-        "queries all run inside one `open_record(RequestRecord(scope, 0.0))` (query count, time and N+1 fingerprint "
+        f"- *{SLIPSTREAM}*: `instrument_sqlalchemy(engine, instrumentation=Instrumentation(Settings(), "
+        "registry=fresh, telemetry=Telemetry(enabled=False)), spans=False)`; "
+        f"*{SLIPSTREAM_SPANS}*: `telemetry=Telemetry(provider)`, `spans=True`; *inside a request record*: "
+        "`spans=False`, the round's queries all run inside one "
+        "`open_record(RequestRecord(instrumentation, scope, 'GET', 0.0))` (query count, time and N+1 fingerprint "
         "counts per request), opened afresh each round",
         "- Spans: every contender that makes spans has its own SDK `TracerProvider(sampler=ALWAYS_ON)` with a "
         "`BatchSpanProcessor` (default sizes) over an exporter that counts the spans and discards them (both "

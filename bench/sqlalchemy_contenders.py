@@ -20,6 +20,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
 from harness import request_scope
+from slipstream.config import Settings
+from slipstream.exporters.otel import Telemetry
+from slipstream.instrumentation import Instrumentation
 from slipstream.record import RequestRecord, close_record, open_record
 from slipstream.sqlalchemy.hooks import instrument_sqlalchemy
 from telemetry_spans import SpanPipeline
@@ -66,6 +69,12 @@ def populated_engine() -> Engine:
     with engine.begin() as connection:
         connection.execute(insert(Item), rows)
     return engine
+
+
+def instrumentation(registry: CollectorRegistry, spans: SpanPipeline | None = None) -> Instrumentation:
+    """An app's instrumentation on ``registry`` with the default settings; spans go to ``spans`` (none without)."""
+    telemetry = Telemetry(spans.provider) if spans is not None else Telemetry(enabled=False)
+    return Instrumentation(Settings(), registry=registry, telemetry=telemetry)
 
 
 def query_ids(count: int) -> list[int]:
@@ -122,14 +131,14 @@ Workload = CoreQueries | OrmQueries
 @dataclass(eq=False)
 class QueryContender:
     """One engine and its instrumentation. ``statements()``: the statements the instrumentation has counted so far
-    (None when it keeps no count); ``spans``: where its spans go; ``in_request``: queries run inside a request
-    record. ``cpu``, ``wall``: µs per query, one sample per round."""
+    (None when it keeps no count); ``spans``: where its spans go; ``in_request``: the instrumentation whose request
+    record the queries run inside (None: no record). ``cpu``, ``wall``: µs per query, one sample per round."""
 
     name: str
     queries: Workload
     statements: Callable[[], float | None] | None = None
     spans: SpanPipeline | None = None
-    in_request: bool = False
+    in_request: Instrumentation | None = None
     spans_per_query: float = 0.0
     cpu: list[float] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)
@@ -140,7 +149,8 @@ class QueryContender:
         """Times ``queries`` queries, inside a fresh request record if ``in_request``; µs per query."""
         if len(self.ids) != queries:
             self.ids = query_ids(queries)
-        self.record = RequestRecord(request_scope("/items", None), 0.0) if self.in_request else None
+        app = self.in_request
+        self.record = RequestRecord(app, request_scope("/items", None), "GET", 0.0) if app is not None else None
         token = open_record(self.record) if self.record is not None else None
         try:
             cpu_started, wall_started = time.process_time_ns(), time.perf_counter_ns()
@@ -166,7 +176,7 @@ class QueryContender:
         self.run(queries)
         if self.statements is not None and (counted is None or self.statements() != counted + queries):
             raise RuntimeError(f"{self.name}: its statement count went {counted} -> {self.statements()}")
-        if self.in_request and (self.record is None or self.record.db_queries != queries):
+        if self.in_request is not None and (self.record is None or self.record.db_queries != queries):
             raise RuntimeError(f"{self.name}: the request record counted {self.record and self.record.db_queries}")
         if self.spans is not None:
             self.spans_per_query = (self.spans.exported() - spans_before) / queries
@@ -234,10 +244,10 @@ def contenders(workload: type[Workload]) -> list[QueryContender]:
     event.listen(events, "engine_disposed", engine_disposed)
     listener_pair(pair)
     naive_listeners(naive, naive_registry)
-    instrument_sqlalchemy(ours, registry=ours_registry, spans=False)
-    tracer = traced_spans.provider.get_tracer("bench")
-    instrument_sqlalchemy(traced, registry=traced_registry, spans=True, tracer=tracer)
-    instrument_sqlalchemy(in_request, registry=request_registry, spans=False)
+    instrument_sqlalchemy(ours, instrumentation=instrumentation(ours_registry), spans=False)
+    instrument_sqlalchemy(traced, instrumentation=instrumentation(traced_registry, traced_spans), spans=True)
+    request_app = instrumentation(request_registry)
+    instrument_sqlalchemy(in_request, instrumentation=request_app, spans=False)
     naive_labels = {**NAIVE_LABELS, "table": "items"}
 
     def counted(registry: CollectorRegistry) -> Callable[[], float | None]:
@@ -250,7 +260,9 @@ def contenders(workload: type[Workload]) -> list[QueryContender]:
         QueryContender(NAIVE, listeners(workload(naive), 1), series(naive_registry, NAIVE_SERIES, naive_labels)),
         QueryContender(SLIPSTREAM, listeners(workload(ours), 0), counted(ours_registry)),
         QueryContender(SLIPSTREAM_SPANS, listeners(workload(traced), 0), counted(traced_registry), traced_spans),
-        QueryContender(SLIPSTREAM_REQUEST, listeners(workload(in_request), 0), counted(request_registry), None, True),
+        QueryContender(
+            SLIPSTREAM_REQUEST, listeners(workload(in_request), 0), counted(request_registry), None, request_app
+        ),
     ]
 
 

@@ -31,7 +31,8 @@ from starlette_exporter import PrometheusMiddleware
 import slipstream
 from cache_contenders import BROTLI_QUALITY, Contender, make_html_page, make_rows, routes
 from harness import fetch_ok, request_scope
-from slipstream import TimingMiddleware
+from slipstream import Instrumentation, Settings, TimingMiddleware
+from slipstream.exporters.otel import Telemetry
 from telemetry_spans import SpanPipeline
 
 ITEM_PATH, ITEM_ROUTE, PAGE_PATH = "/items/42", "/items/{item_id}", "/page.html"
@@ -122,8 +123,9 @@ def per_request_contenders() -> list[Checked]:
         return Contender(name, wrapped, scope, calls, {})
 
     def timing(registry: CollectorRegistry, pipeline: SpanPipeline | None, server_timing: bool) -> TimingMiddleware:
-        tracer = pipeline.provider.get_tracer("bench") if pipeline is not None else None
-        return TimingMiddleware(app, registry=registry, tracer=tracer, server_timing=server_timing)
+        telemetry = Telemetry(pipeline.provider) if pipeline is not None else Telemetry(enabled=False)
+        settings = Settings(timing_server_timing=server_timing)
+        return TimingMiddleware(app, instrumentation=Instrumentation(settings, registry=registry, telemetry=telemetry))
 
     exporter_labels = {"method": "GET", "path": ITEM_ROUTE, "status_code": "200", "app_name": "starlette"}
     instrumentator_labels = {"handler": ITEM_ROUTE, "method": "GET", "status": "2xx"}

@@ -1,5 +1,5 @@
 """Test harnesses: a raw ASGI send-capture, an httpx client over ASGITransport, a real uvicorn server, stopping
-server processes, and @timed pointed at a test's registry."""
+server processes, and instrumentations of a test's own."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Scope
 
-from slipstream.exporters.metrics import metrics_for
-from slipstream.exporters.otel import APP_PROVIDERS
-from slipstream.timed import configure_timed
+from slipstream.config import Settings
+from slipstream.exporters.otel import Telemetry
+from slipstream.instrumentation import Instrumentation, enter_app, leave_app
 
 
 @dataclass
@@ -142,11 +144,20 @@ def stop_process(
     return process.returncode
 
 
+def instrumented(
+    registry: CollectorRegistry | None = None, tracer_provider: TracerProvider | None = None, **settings: Any
+) -> Instrumentation:
+    """An Instrumentation on ``registry`` (a fresh one by default) with ``Settings(**settings)``. Spans go to
+    ``tracer_provider``; without one none are made (whatever provider the process has)."""
+    telemetry = Telemetry(tracer_provider) if tracer_provider is not None else Telemetry(enabled=False)
+    return Instrumentation(Settings(**settings), registry=registry or CollectorRegistry(), telemetry=telemetry)
+
+
 @contextlib.contextmanager
-def timed_into(registry: CollectorRegistry) -> Iterator[CollectorRegistry]:
-    """@timed records into ``registry`` without spans for the block, then goes back to the process default."""
-    configure_timed(metrics_for(registry).operation_duration, None)
+def running(instrumentation: Instrumentation) -> Iterator[Instrumentation]:
+    """Code in the block runs for ``instrumentation``'s app, as code started by its lifespan does."""
+    token = enter_app(instrumentation)
     try:
-        yield registry
+        yield instrumentation
     finally:
-        configure_timed(metrics_for(CollectorRegistry()).operation_duration, APP_PROVIDERS)
+        leave_app(token)

@@ -13,18 +13,23 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from slipstream import RequestRecord, timed
-from slipstream.exporters.metrics import metrics_for
+from slipstream.instrumentation import MAX_OPERATION_LABELS, Instrumentation
 from slipstream.record import MAX_OPERATION_NAMES, close_record, current_record, open_record
-from slipstream.timed import MAX_OPERATION_LABELS, configure_timed
-from tests.support import http_scope, timed_into
+from tests.support import http_scope, instrumented, running
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    with timed_into(CollectorRegistry()) as registry:
-        yield registry
+def instrumentation() -> Iterator[Instrumentation]:
+    """The code of each test runs for an app of its own, as code started by that app's lifespan does."""
+    with running(instrumented()) as instrumentation:
+        yield instrumentation
+
+
+@pytest.fixture
+def registry(instrumentation: Instrumentation) -> CollectorRegistry:
+    return instrumentation.registry
 
 
 @pytest.fixture
@@ -32,8 +37,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    configure_timed(metrics_for(CollectorRegistry()).operation_duration, provider.get_tracer("tests"))
-    yield exporter
+    with running(instrumented(tracer_provider=provider)):
+        yield exporter
     provider.shutdown()
 
 
@@ -72,8 +77,27 @@ def test_outside_a_request_there_is_no_record_to_write(registry: CollectorRegist
     assert count(registry, "lonely") == 1
 
 
-def test_inside_a_request_the_record_gets_calls_and_totals(registry: CollectorRegistry) -> None:
-    record = RequestRecord(http_scope(), 0.0)
+def test_outside_any_app_the_operation_only_runs() -> None:
+    with timed("nowhere"):
+        value = 1
+    assert value == 1 and current_record() is None
+
+
+def test_each_app_gets_its_own_operations() -> None:
+    first, second = instrumented(), instrumented()
+    with running(first):
+        with timed("shared name"):
+            pass
+        with running(second), timed("shared name"):
+            pass
+        with timed("first only"):
+            pass
+    assert (count(first.registry, "shared name"), count(second.registry, "shared name")) == (1, 1)
+    assert (count(first.registry, "first only"), count(second.registry, "first only")) == (1, 0)
+
+
+def test_inside_a_request_the_record_gets_calls_and_totals(instrumentation: Instrumentation) -> None:
+    record = RequestRecord(instrumentation, http_scope(), "GET", 0.0)
     token = open_record(record)
     try:
         for _ in range(3):
@@ -130,10 +154,10 @@ def test_operation_labels_are_bounded(registry: CollectorRegistry) -> None:
     assert count(registry, "other") == 50
 
 
-def test_record_operation_names_are_bounded() -> None:
-    record = RequestRecord(http_scope(), 0.0)
+def test_record_operation_names_are_bounded(instrumentation: Instrumentation) -> None:
+    record = RequestRecord(instrumentation, http_scope(), "GET", 0.0)
     for n in range(MAX_OPERATION_NAMES + 10):
         record.add_operation(f"op-{n}", 0.001)
     assert len(record.operations) == MAX_OPERATION_NAMES + 1
     assert record.operations["other"][0] == 10
-    assert RequestRecord(http_scope(), 0.0).slowest_operation() is None
+    assert RequestRecord(instrumentation, http_scope(), "GET", 0.0).slowest_operation() is None

@@ -8,11 +8,10 @@ import os
 import re
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from slipstream.exporters.metrics import DURATION_BUCKETS
-from slipstream.http.codecs import available_encodings
+from slipstream.http.codecs import Codec, available_encodings, make_codecs
 
 ENV_PREFIX = "SLIPSTREAM_"
 # The standard variables of OpenTelemetry and prometheus_client, read when the SLIPSTREAM_ one is unset.
@@ -23,6 +22,10 @@ STANDARD_VARIABLES = {
     "metrics_multiprocess_dir": "PROMETHEUS_MULTIPROC_DIR",
 }
 METRIC_NAME_SETS = ("semconv", "starlette_exporter", "instrumentator")
+# Every coding this installation can produce (zstd with the ``zstd`` extra), in server preference order.
+DEFAULT_ENCODINGS = available_encodings()
+# OpenTelemetry's advisory buckets for http.server.request.duration (seconds).
+DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 # Already-compressed or incompressible media: compressing them burns CPU for no gain.
 # A trailing "/" matches the whole top-level type.
@@ -55,7 +58,7 @@ class Settings:
 
     compression_enabled: bool = True
     # Server preference order; ties in the client's q-values are broken by this order.
-    compression_encodings: tuple[str, ...] = field(default_factory=available_encodings)
+    compression_encodings: tuple[str, ...] = DEFAULT_ENCODINGS
     compression_minimum_size: int = 500
     compression_brotli_quality: int = 4
     compression_gzip_level: int = 6
@@ -189,6 +192,15 @@ class Settings:
             except re.error as exc:
                 raise ValueError(f"exclude paths: bad regular expression {pattern!r}: {exc}") from None
 
+    def codecs(self) -> dict[str, Codec]:
+        """The codecs of ``compression_encodings`` at the configured levels, in preference order."""
+        return make_codecs(
+            self.compression_encodings,
+            brotli_quality=self.compression_brotli_quality,
+            gzip_level=self.compression_gzip_level,
+            zstd_level=self.compression_zstd_level,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``SLIPSTREAM_<FIELD>`` variables; unset ones keep their defaults.
@@ -212,11 +224,6 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown slipstream setting(s): {', '.join(unknown)}")
         return cls(**values)
-
-    def with_options(self, prefix: str, **options: object) -> Settings:
-        """A copy with ``prefix + name`` fields replaced by the options that are not None."""
-        changes: dict[str, Any] = {prefix + name: value for name, value in options.items() if value is not None}
-        return dataclasses.replace(self, **changes)
 
 
 def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], object] | None:

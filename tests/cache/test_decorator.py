@@ -5,11 +5,17 @@ import time
 
 import anyio
 import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 import slipstream
 from slipstream import ResponseCache, cached
-from slipstream.cache.decorator import default_cache, function_key, set_default_cache
+from slipstream.cache.decorator import function_key
 from slipstream.cache.memory import MemoryStore
+from tests.support import asgi_client, running
 
 pytestmark = pytest.mark.anyio
 
@@ -127,13 +133,31 @@ def test_keys_depend_on_name_and_arguments() -> None:
     assert function_key("f", (object,), {}).startswith("fn:f:")  # unserialisable arguments fall back to str()
 
 
-def test_install_makes_the_apps_cache_the_default() -> None:
-    from starlette.applications import Starlette
+async def test_without_a_cache_each_app_uses_its_own_and_code_outside_apps_a_private_one() -> None:
+    calls: list[str] = []
 
-    try:
-        installation = slipstream.install(Starlette(), slipstream.Settings())
-        assert default_cache() is installation.cache
-        set_default_cache(None)
-        assert default_cache() is not installation.cache  # a fresh one from the environment
-    finally:
-        set_default_cache(None)
+    @cached(ttl=60)
+    async def lookup(key: str) -> str:
+        calls.append(key)
+        return f"{key}-{len(calls)}"
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse(await lookup("k"))
+
+    apps = []
+    for _ in range(2):
+        app = Starlette(routes=[Route("/", page)])
+        instrumentation = slipstream.install(app, slipstream.Settings(metrics_port=None), registry=CollectorRegistry())
+        apps.append((app, instrumentation))
+    (first, first_instrumentation), (second, second_instrumentation) = apps
+    async with asgi_client(first) as client:
+        assert [(await client.get("/")).text for _ in range(2)] == ["k-1", "k-1"]
+    async with asgi_client(second) as client:
+        assert (await client.get("/")).text == "k-2"
+    assert [await lookup("k"), await lookup("k")] == ["k-3", "k-3"]
+    key = function_key(f"{lookup.__module__}.{lookup.__qualname__}", ("k",), {})
+    for instrumentation in (first_instrumentation, second_instrumentation):
+        assert instrumentation.cache is not None and instrumentation.cache.lookup_memory(key, ()) is not None
+    with running(first_instrumentation):
+        # Code started by the first app's lifespan (a background job, say) uses that app's cache.
+        assert await lookup("k") == "k-1"

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware, Settings
+from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware
 from tests.middleware.apps import TEXT, respond
-from tests.support import call_asgi
+from tests.support import call_asgi, instrumented
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_middlewares_count_what_they_do() -> None:
-    registry = CollectorRegistry()
-    settings = Settings(cache_exclude_paths=("/private",))
+    instrumentation = instrumented()
+    registry = instrumentation.registry
     origin = respond(headers=[("content-type", "text/html"), ("cache-control", "max-age=60")])
     stack = CacheMiddleware(
         CompressionMiddleware(
-            ConditionalMiddleware(origin, settings=settings, registry=registry), settings=settings, registry=registry
+            ConditionalMiddleware(origin, instrumentation=instrumentation), instrumentation=instrumentation
         ),
-        settings=settings,
-        registry=registry,
+        exclude_paths=("/private",),
+        instrumentation=instrumentation,
     )
     first = await call_asgi(stack, headers=[("accept-encoding", "br")])
     await call_asgi(stack, headers=[("accept-encoding", "br")])
@@ -43,9 +42,10 @@ async def test_middlewares_count_what_they_do() -> None:
 
 
 async def test_streamed_compression_counts_every_chunk() -> None:
-    registry = CollectorRegistry()
+    instrumentation = instrumented()
+    registry = instrumentation.registry
     chunks = [TEXT, TEXT[:100], TEXT]
-    app = CompressionMiddleware(respond(chunks), registry=registry)
+    app = CompressionMiddleware(respond(chunks), instrumentation=instrumentation)
     await call_asgi(app, headers=[("accept-encoding", "zstd")])
     assert registry.get_sample_value("slipstream_compression_input_bytes_total", {"encoding": "zstd"}) == sum(
         len(chunk) for chunk in chunks

@@ -350,7 +350,7 @@ def test_without_the_otlp_extra_the_error_says_what_to_install(monkeypatch: pyte
     for name in [name for name in sys.modules if name.startswith("opentelemetry.exporter.otlp")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(sys, "meta_path", [BlockOTLPExporter(), *sys.meta_path])
-    with pytest.raises(ImportError, match=r"pip install 'slipstream\[otlp\]'") as raised:
+    with pytest.raises(ImportError, match=r"pip install 'slipstream\[otel\]'") as raised:
         configure_opentelemetry(Settings(otel_endpoint="http://127.0.0.1:4318"))
     assert isinstance(raised.value.__cause__, ModuleNotFoundError)
     # Without an endpoint nothing is exported, so nothing needs the extra.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from slipstream.exporters.metrics import metrics_for
+from slipstream.config import DURATION_BUCKETS
+from slipstream.exporters.metrics import Metrics
 from slipstream.exporters.prometheus import MetricsApp, MetricsServer
 from tests.support import asgi_client, free_port
 
@@ -25,7 +27,7 @@ def promtool() -> str:
 
 def filled_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    metrics = metrics_for(registry)
+    metrics = Metrics.register(registry, DURATION_BUCKETS)
     labels = {"http_request_method": "GET", "http_route": "/users/{id}", "http_response_status_code": "200"}
     metrics.request_duration.labels(**labels).observe(0.012, exemplar={"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
     metrics.response_body_size.labels(**labels).observe(512)
@@ -43,18 +45,32 @@ def filled_registry() -> CollectorRegistry:
 
 def test_registration_is_idempotent_per_registry() -> None:
     registry = CollectorRegistry()
-    assert metrics_for(registry) is metrics_for(registry)
-    assert metrics_for(CollectorRegistry()) is not metrics_for(registry)
+    first, second = Metrics.register(registry, DURATION_BUCKETS), Metrics.register(registry, DURATION_BUCKETS)
+    assert first.request_duration is second.request_duration and first.db_errors is second.db_errors
+    assert Metrics.register(CollectorRegistry(), DURATION_BUCKETS).request_duration is not first.request_duration
 
 
 def test_metrics_registered_earlier_by_another_copy_are_reused() -> None:
     registry = CollectorRegistry()
     Counter("slipstream_cache_redis_errors", "registered elsewhere first", registry=registry)
-    from slipstream.exporters import metrics as module
-
-    metrics = module._create(registry, (0.1, 1.0))
+    metrics = Metrics.register(registry, (0.1, 1.0))
     metrics.cache_redis_errors.inc()
     assert registry.get_sample_value("slipstream_cache_redis_errors_total") == 1
+
+
+@pytest.mark.parametrize(
+    "clash",
+    [
+        lambda registry: Metrics.register(registry, (0.5, 5.0)),
+        lambda registry: Counter("http_server_active_requests", "another kind", registry=registry),
+        lambda registry: Counter("slipstream_cache_redis_errors", "other labels", ("shard",), registry=registry),
+    ],
+)
+def test_a_registry_holding_other_buckets_or_kinds_is_refused(clash: Callable[[CollectorRegistry], object]) -> None:
+    registry = CollectorRegistry()
+    clash(registry)
+    with pytest.raises(ValueError, match="registry of its own"):
+        Metrics.register(registry, DURATION_BUCKETS)
 
 
 def test_the_exposition_passes_promtool() -> None:

@@ -4,10 +4,13 @@ from collections.abc import Sequence
 
 import anyio
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware, ResponseCache, Settings
 from slipstream.cache.memory import MemoryStore
+from slipstream.exporters.otel import Telemetry
+from slipstream.instrumentation import Instrumentation
 from tests.middleware.apps import TEXT, decode
 from tests.support import call_asgi
 
@@ -50,11 +53,21 @@ class Origin:
             await send({"type": "http.response.body", "body": chunk, "more_body": index < len(chunks) - 1})
 
 
-def stack(origin: ASGIApp, settings: Settings | None = None, **options: object) -> CacheMiddleware:
+def stack(
+    origin: ASGIApp,
+    settings: Settings | None = None,
+    cache: ResponseCache | None = None,
+    registry: CollectorRegistry | None = None,
+) -> CacheMiddleware:
     """The full request path, as ``install`` builds it: cache → compression → conditional → app."""
     settings = settings or Settings()
-    inner = CompressionMiddleware(ConditionalMiddleware(origin, settings=settings), settings=settings)
-    return CacheMiddleware(inner, settings=settings, **options)  # type: ignore[arg-type]
+    instrumentation = Instrumentation(
+        settings, registry=registry or CollectorRegistry(), telemetry=Telemetry(enabled=False), cache=cache
+    )
+    inner = CompressionMiddleware.from_settings(
+        ConditionalMiddleware.from_settings(origin, settings, instrumentation), settings, instrumentation
+    )
+    return CacheMiddleware.from_settings(inner, settings, instrumentation)
 
 
 async def twice(app: ASGIApp, first: Sequence[tuple[str, str]] = (), second: Sequence[tuple[str, str]] = ()) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from slipstream import CompressionMiddleware, Settings
 from tests.middleware.apps import TEXT, StreamDecoder, body_messages, decode, respond
-from tests.support import asgi_client, call_asgi
+from tests.support import asgi_client, call_asgi, instrumented
 
 pytestmark = pytest.mark.anyio
 
@@ -400,11 +401,17 @@ async def test_large_compression_does_not_stall_other_requests(offloaded: bool) 
     assert smalls_finished_first is offloaded
 
 
-def test_settings_drive_the_middleware() -> None:
+def test_settings_drive_the_middleware_install_adds() -> None:
     settings = Settings(compression_encodings=("gzip",), compression_minimum_size=10)
-    middleware = CompressionMiddleware(respond(), settings=settings, minimum_size=20)
+    middleware = CompressionMiddleware.from_settings(respond(), settings, instrumented())
     assert list(middleware.codecs) == ["gzip"]
-    assert middleware.minimum_size == 20
+    assert middleware.minimum_size == 10
+
+
+def test_the_signature_shows_the_real_defaults() -> None:
+    parameters = inspect.signature(CompressionMiddleware).parameters
+    assert parameters["minimum_size"].default == 500 == Settings().compression_minimum_size
+    assert parameters["encodings"].default == Settings().compression_encodings
 
 
 @pytest.mark.parametrize(

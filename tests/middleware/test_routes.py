@@ -7,7 +7,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Host, Mount, Route, Router
 
-from slipstream.middleware.routes import UNMATCHED_ROUTE, RouteTemplates
+from slipstream.middleware.routes import RouteTemplates
+from slipstream.record import UNMATCHED_ROUTE
 from tests.support import http_scope
 
 

@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -30,12 +30,11 @@ from starlette.responses import FileResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Host, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slipstream import Settings, TimingMiddleware, current_record, timed
+from slipstream import TimingMiddleware, current_record, timed
 from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
-from slipstream.timed import configure_timed
-from tests.support import Captured, asgi_client, call_asgi, http_scope, run_uvicorn, timed_into
+from tests.support import Captured, asgi_client, call_asgi, http_scope, instrumented, run_uvicorn
 
 pytestmark = pytest.mark.anyio
 DURATION = "http_server_request_duration_seconds"
@@ -66,9 +65,8 @@ def traced() -> Iterator[Traced]:
 
 
 @pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    with timed_into(CollectorRegistry()) as registry:
-        yield registry
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
 
 
 async def user(request: Request) -> Response:
@@ -105,7 +103,7 @@ async def static_files(scope: Scope, receive: Receive, send: Send) -> None:
     await PlainTextResponse("file")(scope, receive, send)
 
 
-def build_app(registry: CollectorRegistry, tracer: trace.Tracer | None = None, **options: Any) -> Starlette:
+def build_app(registry: CollectorRegistry, tracer_provider: TracerProvider | None = None, **settings: Any) -> Starlette:
     inner = Router([Route("/things/{name}", item)])
     api = Starlette(routes=[Route("/items/{item_id}", item), Mount("/v2", routes=inner.routes)])
     routes = [
@@ -118,7 +116,7 @@ def build_app(registry: CollectorRegistry, tracer: trace.Tracer | None = None, *
         Mount("/static", app=static_files),
         Host("admin.example.com", Router([Route("/panel", item)])),
     ]
-    middleware = [Middleware(TimingMiddleware, registry=registry, tracer=tracer, **options)]
+    middleware = [Middleware(TimingMiddleware, instrumentation=instrumented(registry, tracer_provider, **settings))]
     return Starlette(routes=routes, middleware=middleware)
 
 
@@ -169,7 +167,7 @@ async def test_fastapi_routers_included_in_routers(registry: CollectorRegistry) 
     sub = FastAPI()
     sub.include_router(inner)
     app.mount("/legacy", sub)
-    app.add_middleware(TimingMiddleware, registry=registry, tracer=None)
+    app.add_middleware(TimingMiddleware, instrumentation=instrumented(registry))
     async with asgi_client(app) as client:
         assert (await client.get("/v1/shop/orders/3")).json() == {"order": 3}
         assert (await client.get("/legacy/orders/4")).status_code == 200
@@ -186,12 +184,14 @@ async def test_a_middleware_copying_the_scope_does_not_hide_the_route(registry: 
     async def copying(scope: Scope, receive: Receive, send: Send) -> None:
         await routed({**scope}, receive, send)
 
-    app = TimingMiddleware(copying, registry=registry, tracer=None)
+    app = TimingMiddleware(copying, instrumentation=instrumented(registry))
     await call_asgi(app, path="/users/5")
     await call_asgi(app, path="/api/nothing")
     # Starlette sets scope["app"] outside user middleware; here timing wraps a bare app, so no router is known.
     assert duration_count(registry, "__unmatched__") == 1
-    outer = Starlette(routes=routed.routes, middleware=[Middleware(TimingMiddleware, registry=registry, tracer=None)])
+    outer = Starlette(
+        routes=routed.routes, middleware=[Middleware(TimingMiddleware, instrumentation=instrumented(registry))]
+    )
     copied: Any = outer.build_middleware_stack()
     timing = copied
     while not isinstance(timing, TimingMiddleware):
@@ -289,7 +289,7 @@ async def test_background_tasks_excluded_under_a_real_server(registry: Collector
 
 
 async def test_exceptions_are_recorded_and_raised_unchanged(registry: CollectorRegistry, traced: Traced) -> None:
-    app = build_app(registry, traced.tracer)
+    app = build_app(registry, traced.provider)
     async with asgi_client(app) as client:
         with pytest.raises(LookupError, match="no such thing"):
             await client.get("/boom")
@@ -310,7 +310,10 @@ async def test_an_error_after_the_response_started_keeps_its_status(registry: Co
     async def streaming(request: Request) -> Response:
         return StreamingResponse(broken_stream())  # type: ignore[arg-type]
 
-    app = Starlette(routes=[Route("/s", streaming)], middleware=[Middleware(TimingMiddleware, registry=registry)])
+    app = Starlette(
+        routes=[Route("/s", streaming)],
+        middleware=[Middleware(TimingMiddleware, instrumentation=instrumented(registry))],
+    )
     async with asgi_client(app) as client:
         with pytest.raises(ConnectionError):
             await client.get("/s")
@@ -318,7 +321,7 @@ async def test_an_error_after_the_response_started_keeps_its_status(registry: Co
 
 
 async def test_one_server_span_with_semantic_convention_attributes(registry: CollectorRegistry, traced: Traced) -> None:
-    app = build_app(registry, traced.tracer)
+    app = build_app(registry, traced.provider)
     async with asgi_client(app) as client:
         await client.get("/users/42?q=1", headers={"user-agent": "tests/1.0", "host": "shop.example:8443"})
     (span,) = traced.spans
@@ -340,7 +343,7 @@ async def test_one_server_span_with_semantic_convention_attributes(registry: Col
 
 
 async def test_incoming_traceparent_continues_the_trace(registry: CollectorRegistry, traced: Traced) -> None:
-    app = build_app(registry, traced.tracer)
+    app = build_app(registry, traced.provider)
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     await call_asgi(app, path="/render", headers=[("traceparent", parent), ("host", "[::1]:8000")])
     server = traced.server_spans()[0]
@@ -353,8 +356,7 @@ async def test_incoming_traceparent_continues_the_trace(registry: CollectorRegis
 async def test_timed_operations_are_child_spans_and_in_server_timing(
     registry: CollectorRegistry, traced: Traced
 ) -> None:
-    configure_timed(_operations(registry), traced.tracer)
-    app = build_app(registry, traced.tracer)
+    app = build_app(registry, traced.provider)
     async with asgi_client(app) as client:
         response = await client.get("/render")
     server = traced.server_spans()[0]
@@ -369,12 +371,6 @@ async def test_timed_operations_are_child_spans_and_in_server_timing(
     assert registry.get_sample_value("slipstream_operation_duration_seconds_count", {"operation": "load"}) == 2
 
 
-def _operations(registry: CollectorRegistry) -> Histogram:
-    from slipstream.exporters.metrics import metrics_for
-
-    return metrics_for(registry).operation_duration
-
-
 async def test_bottlenecks_are_logged(registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
     app = build_app(registry)
     with caplog.at_level(logging.INFO, logger="slipstream.timing"):
@@ -385,13 +381,13 @@ async def test_bottlenecks_are_logged(registry: CollectorRegistry, caplog: pytes
 
 
 async def test_server_timing_can_be_switched_off(registry: CollectorRegistry) -> None:
-    app = build_app(registry, server_timing=False)
+    app = build_app(registry, timing_server_timing=False)
     captured = await call_asgi(app, path="/users/1")
     assert "server-timing" not in captured.headers
 
 
 async def test_sampled_requests_leave_exemplars(registry: CollectorRegistry, traced: Traced) -> None:
-    app = build_app(registry, traced.tracer)
+    app = build_app(registry, traced.provider)
     await call_asgi(app, path="/users/3")
     (span,) = traced.spans
     assert span.context is not None
@@ -402,7 +398,7 @@ async def test_sampled_requests_leave_exemplars(registry: CollectorRegistry, tra
 
 
 async def test_unsampled_requests_leave_no_exemplar(registry: CollectorRegistry, traced: Traced) -> None:
-    app = build_app(registry, traced.tracer)
+    app = build_app(registry, traced.provider)
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
     await call_asgi(app, path="/users/3", headers=[("traceparent", parent)])
     assert traced.spans == ()
@@ -428,7 +424,10 @@ async def test_interleaved_requests_keep_their_own_records(registry: CollectorRe
         seen[name] = sorted(record.operations)
         return PlainTextResponse(name * (10 if name == "a" else 1000))
 
-    app = Starlette(routes=[Route("/step/{name}", step)], middleware=[Middleware(TimingMiddleware, registry=registry)])
+    app = Starlette(
+        routes=[Route("/step/{name}", step)],
+        middleware=[Middleware(TimingMiddleware, instrumentation=instrumented(registry))],
+    )
     async with asgi_client(app) as client, anyio.create_task_group() as group:
         responses: dict[str, httpx.Response] = {}
 
@@ -450,7 +449,10 @@ async def test_sync_endpoints_in_the_threadpool_write_to_the_request_record(regi
             time.sleep(0.001)
         return PlainTextResponse("ok")
 
-    app = Starlette(routes=[Route("/sync", sync_page)], middleware=[Middleware(TimingMiddleware, registry=registry)])
+    app = Starlette(
+        routes=[Route("/sync", sync_page)],
+        middleware=[Middleware(TimingMiddleware, instrumentation=instrumented(registry))],
+    )
     captured = await call_asgi(app, path="/sync")
     assert "sync-work;dur=" in captured.headers["server-timing"]
 
@@ -459,14 +461,14 @@ async def test_cache_hits_are_labelled_with_the_route_and_outcome(registry: Coll
     async def cached_page(request: Request) -> Response:
         return PlainTextResponse("page " * 300, headers={"cache-control": "max-age=60"})
 
-    settings = Settings()
+    instrumentation = instrumented(registry)
     app = Starlette(
         routes=[Route("/pages/{slug}", cached_page)],
         middleware=[
-            Middleware(TimingMiddleware, registry=registry),
-            Middleware(CacheMiddleware, settings=settings, registry=registry),
-            Middleware(CompressionMiddleware, settings=settings, registry=registry),
-            Middleware(ConditionalMiddleware, settings=settings, registry=registry),
+            Middleware(TimingMiddleware, instrumentation=instrumentation),
+            Middleware(CacheMiddleware, instrumentation=instrumentation),
+            Middleware(CompressionMiddleware, instrumentation=instrumentation),
+            Middleware(ConditionalMiddleware, instrumentation=instrumentation),
         ],
     )
     async with asgi_client(app) as client:
@@ -487,7 +489,7 @@ async def test_non_http_scopes_pass_through(registry: CollectorRegistry) -> None
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["type"])
 
-    await TimingMiddleware(app, registry=registry)({"type": "lifespan"}, _never, _ignore)
+    await TimingMiddleware(app, instrumentation=instrumented(registry))({"type": "lifespan"}, _never, _ignore)
     assert seen == ["lifespan"]
 
 
@@ -511,7 +513,7 @@ async def test_server_errors_answered_without_an_exception_mark_the_span(
 
     app = Starlette(
         routes=[Route("/later", unavailable)],
-        middleware=[Middleware(TimingMiddleware, registry=registry, tracer=traced.tracer)],
+        middleware=[Middleware(TimingMiddleware, instrumentation=instrumented(registry, traced.provider))],
     )
     await call_asgi(app, path="/later", headers=[("content-length", "not a number")])
     (span,) = traced.spans
@@ -530,7 +532,10 @@ async def test_files_sent_by_path_are_measured_from_their_content_length(
     async def download(request: Request) -> Response:
         return FileResponse(document)
 
-    app = Starlette(routes=[Route("/download", download)], middleware=[Middleware(TimingMiddleware, registry=registry)])
+    app = Starlette(
+        routes=[Route("/download", download)],
+        middleware=[Middleware(TimingMiddleware, instrumentation=instrumented(registry))],
+    )
     captured = Captured()
 
     async def send(message: Message) -> None:
@@ -550,15 +555,15 @@ async def test_files_sent_by_path_are_measured_from_their_content_length(
 async def test_exemplars_are_taken_at_most_once_a_second_per_bucket(
     registry: CollectorRegistry, traced: Traced, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = build_app(registry, traced.tracer)
+    app = build_app(registry, traced.provider)
     await call_asgi(app, path="/users/1")
     await call_asgi(app, path="/users/2")
     first, second = (f"{s.context.trace_id:032x}" for s in traced.spans if s.context is not None)
     exposition = openmetrics(registry)
     assert first in exposition and second not in exposition
     # once the interval has passed the bucket takes the next sampled request's
-    monkeypatch.setattr("slipstream.middleware.timing.EXEMPLAR_INTERVAL", 0.0)
-    app = build_app(registry, traced.tracer)
+    monkeypatch.setattr("slipstream.exporters.http_metrics.EXEMPLAR_INTERVAL", 0.0)
+    app = build_app(registry, traced.provider)
     await call_asgi(app, path="/users/3")
     await call_asgi(app, path="/users/4")
     latest = f"{traced.spans[-1].context.trace_id:032x}"

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from slipstream import TimingMiddleware, instrument_sqlalchemy, uninstrument_sqlalchemy
 from tests.postgres_server import Driver, PostgresDatabase
 from tests.sqlalchemy.models import AUTHORS, Author, Base, rows
-from tests.support import asgi_client
+from tests.support import asgi_client, instrumented
 
 pytestmark = pytest.mark.anyio
 DURATION = "db_client_operation_duration_seconds_count"
@@ -39,14 +39,15 @@ def test_psycopg_statements_errors_and_pool(postgres_database: PostgresDatabase)
     fill(postgres_database)
     registry = CollectorRegistry()
     engine = create_engine(postgres_database.url("psycopg"), pool_size=3, max_overflow=2)
-    hooks = instrument_sqlalchemy(engine, registry=registry, spans=False)
+    hooks = instrument_sqlalchemy(engine, instrumentation=instrumented(registry), spans=False)
+    pool_name = hooks.pool.pool_name
     try:
         with engine.connect() as connection:
             names = connection.execute(select(Author.name).where(Author.id.in_([1, 2, 3]))).scalars().all()
             assert len(names) == 3
             with pytest.raises(Exception, match="does not exist"):
                 connection.execute(text("select * from missing_table"))
-            labels = {"pool_name": hooks.pool_name}
+            labels = {"pool_name": pool_name}
             assert registry.get_sample_value("db_client_connection_count", {**labels, "state": "used"}) == 1
             assert registry.get_sample_value("db_client_connection_max", labels) == 5
         select_authors = {
@@ -59,7 +60,7 @@ def test_psycopg_statements_errors_and_pool(postgres_database: PostgresDatabase)
             "slipstream_db_client_errors_total", {"db_system_name": "postgresql", "error_type": "UndefinedTable"}
         )
         assert errors == 1
-        assert "password" not in hooks.pool_name and hooks.pool_name.startswith("postgresql+psycopg://postgres@")
+        assert "password" not in pool_name and pool_name.startswith("postgresql+psycopg://postgres@")
     finally:
         uninstrument_sqlalchemy(engine)
         engine.dispose()
@@ -73,7 +74,9 @@ async def test_n_plus_one_on_an_async_session(
     registry = CollectorRegistry()
     # create_async_engine with postgresql+psycopg uses psycopg 3's async connection
     engine = create_async_engine(postgres_database.url(driver))
-    hooks = instrument_sqlalchemy(engine, registry=registry, spans=False)
+    # The engine and the app's timing share one instrumentation, so that the app's requests see its statements.
+    instrumentation = instrumented(registry)
+    hooks = instrument_sqlalchemy(engine, instrumentation=instrumentation, spans=False)
 
     async def authors(request: Request) -> Response:
         async with AsyncSession(engine) as session:
@@ -81,7 +84,9 @@ async def test_n_plus_one_on_an_async_session(
             titles = [post.title for author in found for post in await author.awaitable_attrs.posts]
         return PlainTextResponse(str(len(titles)))
 
-    app = Starlette(routes=[Route("/authors", authors)], middleware=[Middleware(TimingMiddleware, registry=registry)])
+    app = Starlette(
+        routes=[Route("/authors", authors)], middleware=[Middleware(TimingMiddleware, instrumentation=instrumentation)]
+    )
     try:
         # The dialect's first connection asks the server a few questions; let that happen before the request.
         async with engine.connect() as connection:
@@ -96,7 +101,7 @@ async def test_n_plus_one_on_an_async_session(
         select_posts = {"db_system_name": "postgresql", "db_operation_name": "SELECT", "db_collection_name": "posts"}
         assert registry.get_sample_value(DURATION, select_posts) == AUTHORS
         # the async pool (AsyncAdaptedQueuePool) is counted and timed like QueuePool
-        pool = {"pool_name": hooks.pool_name}
+        pool = {"pool_name": hooks.pool.pool_name}
         assert registry.get_sample_value("db_client_connection_count", {**pool, "state": "idle"}) == 1
         assert registry.get_sample_value("db_client_connection_count", {**pool, "state": "used"}) == 0
         assert registry.get_sample_value("db_client_connection_max", pool) == 15

@@ -15,26 +15,32 @@ import xxhash
 from slipstream.cache.entry import CacheEntry
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.config import Settings
+from slipstream.instrumentation import current_instrumentation
 
 P = ParamSpec("P")
 R = TypeVar("R")
 _JSON = (b"content-type", b"application/json")
-_default: ResponseCache | None = None
-_default_lock = threading.Lock()
 
 
-def set_default_cache(cache: ResponseCache | None) -> None:
-    """The cache ``@cached`` uses when none is given; ``slipstream.install`` sets it to the app's."""
-    global _default
-    _default = cache
+class _CacheChoice:
+    """Which cache one decorated function uses: the one given, else the app's it runs for (the current request's,
+    or the one whose lifespan started the code), else a memory cache of its own, made on first use."""
 
+    def __init__(self, given: ResponseCache | None) -> None:
+        self.given = given
+        self.own: ResponseCache | None = None
+        self.lock = threading.Lock()
 
-def default_cache() -> ResponseCache:
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = ResponseCache.from_settings(Settings.from_env())
-        return _default
+    def get(self) -> ResponseCache:
+        if self.given is not None:
+            return self.given
+        instrumentation = current_instrumentation()
+        if instrumentation is not None and instrumentation.cache is not None:
+            return instrumentation.cache
+        with self.lock:
+            if self.own is None:
+                self.own = ResponseCache.from_settings(Settings())
+            return self.own
 
 
 def function_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -62,25 +68,27 @@ def cached(
     Results go through JSON (never pickle: a value read from Redis cannot run code), so they must be
     JSON-serialisable, and a hit returns what JSON gives back (lists for tuples, for instance).
     Coroutine functions use both tiers and coalesce concurrent calls across processes; plain functions
-    use the in-process tier, with concurrent calls in threads coalesced by a per-key lock.
+    use the in-process tier, with concurrent calls in threads coalesced by a per-key lock. Without ``cache`` the
+    app's cache is used (see ``install()``); outside any app, a memory cache of the function's own.
     """
     tag_tuple = tuple(tags)
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
         name = f"{function.__module__}.{function.__qualname__}"
+        choice = _CacheChoice(cache)
         if inspect.iscoroutinefunction(function):
-            return cast(Callable[P, R], _wrap_async(function, name, ttl, tag_tuple, cache))
-        return _wrap_sync(function, name, ttl, tag_tuple, cache)
+            return cast(Callable[P, R], _wrap_async(function, name, ttl, tag_tuple, choice))
+        return _wrap_sync(function, name, ttl, tag_tuple, choice)
 
     return decorate
 
 
 def _wrap_async(
-    function: Callable[P, Awaitable[Any]], name: str, ttl: float, tags: tuple[str, ...], cache: ResponseCache | None
+    function: Callable[P, Awaitable[Any]], name: str, ttl: float, tags: tuple[str, ...], cache: _CacheChoice
 ) -> Callable[P, Awaitable[Any]]:
     @functools.wraps(function)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        store = cache or default_cache()
+        store = cache.get()
         key = function_key(name, args, kwargs)
         hit, value = _fresh_value(store.lookup_memory(key, ()))
         if hit:
@@ -97,14 +105,14 @@ def _wrap_async(
 
 
 def _wrap_sync(
-    function: Callable[P, R], name: str, ttl: float, tags: tuple[str, ...], cache: ResponseCache | None
+    function: Callable[P, R], name: str, ttl: float, tags: tuple[str, ...], cache: _CacheChoice
 ) -> Callable[P, R]:
     locks: dict[str, threading.Lock] = {}
     guard = threading.Lock()
 
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        store = cache or default_cache()
+        store = cache.get()
         key = function_key(name, args, kwargs)
         with guard:
             lock = locks.setdefault(key, threading.Lock())

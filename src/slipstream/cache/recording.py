@@ -12,6 +12,7 @@ from slipstream.cache.keys import vary_fields
 from slipstream.cache.tags import SURROGATE_KEY
 from slipstream.http.capture import IdentityCapture
 from slipstream.http.headers import RawHeaders
+from slipstream.http.responses import head_body
 
 _SURROGATE_KEY = SURROGATE_KEY.encode("ascii")
 # Never stored: hop-by-hop fields, and fields a cache recomputes.
@@ -74,9 +75,10 @@ class ResponseRecorder:
             self.start = None
         if self.head and message["type"] == "http.response.body":
             # The app answered as for GET; the client asked for headers only.
-            if message.get("more_body", False):
+            stripped = head_body(message)
+            if stripped is None:
                 return
-            message = {"type": "http.response.body", "body": b""}
+            message = stripped
         await self.downstream(message)
 
 

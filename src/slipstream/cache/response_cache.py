@@ -47,7 +47,10 @@ class ResponseCache:
     def from_settings(cls, settings: Settings) -> ResponseCache:
         redis = None
         if settings.cache_redis_url:
-            from slipstream.cache.redis_store import RedisStore
+            try:
+                from slipstream.cache.redis_store import RedisStore
+            except ImportError as exc:
+                raise ImportError("cache_redis_url needs the Redis client: pip install 'slipstream[redis]'") from exc
 
             redis = RedisStore.from_url(
                 settings.cache_redis_url, prefix=settings.cache_redis_prefix, timeout=settings.cache_redis_timeout

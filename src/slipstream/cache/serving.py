@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from starlette.types import Send
 
 from slipstream.cache.entry import CacheEntry, Rendering
-from slipstream.config import Settings
-from slipstream.http.codecs import Codec, make_codecs
+from slipstream.http.codecs import Codec
 from slipstream.http.encoding import EncodingNegotiator
 from slipstream.http.headers import add_vary, encoded_headers, request_header
 from slipstream.http.preconditions import (
@@ -18,6 +17,7 @@ from slipstream.http.preconditions import (
     parse_entity_tag,
     parse_http_date,
 )
+from slipstream.http.responses import precondition_failed
 
 # Fills a missing variant: (entry, coding, encoded body) -> None.
 VariantSink = Callable[[CacheEntry, str, bytes], None]
@@ -26,14 +26,9 @@ VariantSink = Callable[[CacheEntry, str, bytes], None]
 class EntryResponder:
     """Turns entries into responses. Holds the codecs so variants match what CompressionMiddleware would send."""
 
-    def __init__(self, settings: Settings, status_header: bytes | None) -> None:
-        self.codecs: dict[str, Codec] = make_codecs(
-            settings.compression_encodings if settings.compression_enabled else (),
-            brotli_quality=settings.compression_brotli_quality,
-            gzip_level=settings.compression_gzip_level,
-            zstd_level=settings.compression_zstd_level,
-        )
-        self.negotiate = EncodingNegotiator(tuple(self.codecs))
+    def __init__(self, codecs: Mapping[str, Codec], status_header: bytes | None) -> None:
+        self.codecs = codecs
+        self.negotiate = EncodingNegotiator(tuple(codecs))
         self.status_header = status_header
 
     def representation(
@@ -89,8 +84,7 @@ class EntryResponder:
             if verdict == NOT_MODIFIED:
                 status, headers, body = NOT_MODIFIED, [*rendering.not_modified_headers, *trailer], b""
             elif verdict is not None:
-                text = b"Precondition Failed\n"
-                headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
-                status, body = verdict, text
+                headers, body = precondition_failed()
+                status = verdict
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
-from slipstream.exporters.metrics import reuse_or_register
+from slipstream.exporters.metrics import LabelledChildren, reuse_or_register
+from slipstream.record import Receiver, RequestRecord
 
 # prometheus-fastapi-instrumentator's default buckets for its two duration histograms.
 _INSTRUMENTATOR_BUCKETS = (0.1, 0.5, 1.0)
@@ -38,19 +39,7 @@ _INSTRUMENTATOR_HIGHR_BUCKETS = (
 )
 
 
-class CompatMetrics:
-    """Records one request into another exporter's series; ``started`` and ``finished`` bracket each request."""
-
-    def started(self, method: str) -> None:
-        raise NotImplementedError
-
-    def finished(
-        self, method: str, route: str | None, status: int, seconds: float, request_size: int, response_size: int
-    ) -> None:
-        raise NotImplementedError
-
-
-class StarletteExporterMetrics(CompatMetrics):
+class StarletteExporterMetrics(Receiver):
     """starlette_exporter's defaults: ``starlette_requests_total``, ``…_duration_seconds`` and ``…_in_progress``."""
 
     app_name = "starlette"
@@ -62,28 +51,28 @@ class StarletteExporterMetrics(CompatMetrics):
         self.duration = reuse_or_register(
             Histogram, registry, "starlette_request_duration_seconds", "HTTP request duration, in seconds", labels
         )
-        self.in_progress = reuse_or_register(
-            Gauge,
-            registry,
-            "starlette_requests_in_progress",
-            "Total HTTP requests currently in progress",
-            ("method", "app_name"),
-            multiprocess_mode="livesum",
+        self.in_progress = LabelledChildren(
+            reuse_or_register(
+                Gauge,
+                registry,
+                "starlette_requests_in_progress",
+                "Total HTTP requests currently in progress",
+                ("method", "app_name"),
+                multiprocess_mode="livesum",
+            )
         )
 
-    def started(self, method: str) -> None:
-        self.in_progress.labels(method, self.app_name).inc()
+    def request_started(self, record: RequestRecord) -> None:
+        self.in_progress.get(record.method, self.app_name).inc()
 
-    def finished(
-        self, method: str, route: str | None, status: int, seconds: float, request_size: int, response_size: int
-    ) -> None:
-        labels = (method, route or self.unmatched, str(status), self.app_name)
+    def request_finished(self, record: RequestRecord) -> None:
+        labels = (record.method, record.route or self.unmatched, str(record.status), self.app_name)
         self.requests.labels(*labels).inc()
-        self.duration.labels(*labels).observe(seconds)
-        self.in_progress.labels(method, self.app_name).dec()
+        self.duration.labels(*labels).observe(record.seconds)
+        self.in_progress.get(record.method, self.app_name).dec()
 
 
-class InstrumentatorMetrics(CompatMetrics):
+class InstrumentatorMetrics(Receiver):
     """prometheus-fastapi-instrumentator's default metrics, with status codes grouped as it does (``2xx``)."""
 
     unmatched = "none"
@@ -110,21 +99,16 @@ class InstrumentatorMetrics(CompatMetrics):
             (), buckets=_INSTRUMENTATOR_HIGHR_BUCKETS,
         )  # fmt: skip
 
-    def started(self, method: str) -> None:
-        """The instrumentator keeps no in-progress gauge by default."""
-
-    def finished(
-        self, method: str, route: str | None, status: int, seconds: float, request_size: int, response_size: int
-    ) -> None:
-        handler = route or self.unmatched
-        self.requests.labels(method, f"{status // 100}xx", handler).inc()
-        self.request_size.labels(handler).observe(request_size)
-        self.response_size.labels(handler).observe(response_size)
-        self.latency.labels(method, handler).observe(seconds)
-        self.latency_highr.observe(seconds)
+    def request_finished(self, record: RequestRecord) -> None:
+        handler = record.route or self.unmatched
+        self.requests.labels(record.method, f"{record.status // 100}xx", handler).inc()
+        self.request_size.labels(handler).observe(max(0, record.request_size))
+        self.response_size.labels(handler).observe(record.response_size)
+        self.latency.labels(record.method, handler).observe(record.seconds)
+        self.latency_highr.observe(record.seconds)
 
 
-def compat_metrics(registry: CollectorRegistry, names: str) -> CompatMetrics | None:
+def compat_metrics(registry: CollectorRegistry, names: str) -> Receiver | None:
     """The extra series for ``names`` ("semconv" needs none)."""
     if names == "starlette_exporter":
         return StarletteExporterMetrics(registry)

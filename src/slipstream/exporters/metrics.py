@@ -7,16 +7,13 @@ Names follow OpenTelemetry's stable HTTP and database semantic conventions in Pr
 from __future__ import annotations
 
 import threading
-import weakref
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-# OpenTelemetry's advisory buckets for http.server.request.duration (seconds).
-DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 # OpenTelemetry's advisory buckets for db.client.operation.duration (seconds).
 DB_DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)
 QUERY_COUNT_BUCKETS: tuple[float, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
@@ -30,7 +27,7 @@ M = TypeVar("M", bound=MetricWrapperBase)
 
 @dataclass(frozen=True)
 class Metrics:
-    """The metric objects of one registry; build with ``metrics_for(registry)``."""
+    """The metric objects of one registry; ``Metrics.register(registry, buckets)`` builds them."""
 
     request_duration: Histogram
     time_to_first_byte: Histogram
@@ -51,32 +48,68 @@ class Metrics:
     db_connection_wait: Histogram
     db_connection_timeouts: Counter
 
+    @classmethod
+    def register(cls, registry: CollectorRegistry, buckets: Sequence[float]) -> Metrics:
+        """The metrics in ``registry``; those another app registered there already are shared, not duplicated.
 
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+        ``buckets`` are the request and operation duration buckets. A registry holds one histogram per name, so a
+        second app asking the same registry for other buckets is refused rather than given the first app's.
+        """
+        with _register_lock:
+            return _create(registry, tuple(buckets))
 
 
-def metrics_for(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] = DURATION_BUCKETS) -> Metrics:
-    """The metrics in ``registry``, created on first call; later calls (a second app, a test) get the same ones."""
-    with _lock:
-        found = _by_registry.get(registry)
-        if found is None:
-            found = _by_registry[registry] = _create(registry, tuple(buckets))
-        return found
+# Two apps registering into one registry from two threads must not both create a metric.
+_register_lock = threading.RLock()
 
 
 def reuse_or_register(
     kind: type[M], registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str] = (), **extra: Any
 ) -> M:
-    """A new metric in ``registry``, or the one of that name and kind already there (never "Duplicated timeseries")."""
-    try:
-        return kind(name, documentation, labels, registry=registry, **extra)
-    except ValueError:
-        # Registered by someone else in this registry (an earlier slipstream import, say): reuse it.
+    """A new metric in ``registry``, or the same one already there (never "Duplicated timeseries").
+
+    "The same" means of that kind, with those labels and, for histograms, those buckets: anything else is an error.
+    """
+    with _register_lock:
         existing = registry._names_to_collectors.get(name) or registry._names_to_collectors.get(name + "_total")
-        if isinstance(existing, kind):
-            return existing
-        raise
+        if existing is None:
+            return kind(name, documentation, labels, registry=registry, **extra)
+        if isinstance(existing, kind) and tuple(existing._labelnames) == tuple(labels):
+            bounds = [b for b in getattr(existing, "_upper_bounds", ()) if b != float("inf")]
+            if "buckets" not in extra or [float(b) for b in extra["buckets"]] == bounds:
+                return existing
+        raise ValueError(
+            f"the registry already has a different metric named {name!r} (another kind, labels or buckets); "
+            "give each app with its own buckets a registry of its own"
+        )
+
+
+class LabelledChildren(Generic[M]):
+    """A metric's labelled children, each bound once (``labels()`` costs more than the observation it serves).
+
+    The key's items become the label values (``str()`` of each). With ``limit``, keys past that many distinct ones
+    share the child of ``overflow``, so a caller with unbounded names (``@timed``) still makes bounded series.
+    """
+
+    __slots__ = ("_children", "_lock", "limit", "metric", "overflow")
+
+    def __init__(self, metric: M, limit: int | None = None, overflow: tuple[Hashable, ...] = ()) -> None:
+        self.metric = metric
+        self.limit = limit
+        self.overflow = overflow
+        self._children: dict[tuple[Hashable, ...], M] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *key: Hashable) -> M:
+        found = self._children.get(key)
+        if found is None:
+            with self._lock:
+                if self.limit is not None and len(self._children) >= self.limit and key not in self._children:
+                    key = self.overflow
+                found = self._children.get(key)
+                if found is None:
+                    found = self._children[key] = self.metric.labels(*(str(item) for item in key))
+        return found
 
 
 def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:

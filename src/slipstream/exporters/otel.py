@@ -3,6 +3,8 @@
 OpenTelemetry keeps the first global provider a process sets and refuses the rest, so ours becomes the global
 only when the app has not set one, and slipstream asks ``Telemetry`` for its tracer rather than the globals:
 with our providers it gets ours, without them the app's own, and with neither it gets None and builds no span.
+Only the API is imported here; the SDK and the OTLP exporter (the ``otel`` extra) are imported when an
+``otel_endpoint`` asks for our own providers.
 """
 
 from __future__ import annotations
@@ -10,22 +12,19 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics._internal import _ProxyMeterProvider
-from opentelemetry.sdk.metrics import Meter as SDKMeter
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import Tracer as SDKTracer
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.metrics._internal import _ProxyMeter, _ProxyMeterProvider
 
 from slipstream.config import Settings
 
-__all__ = ["APP_PROVIDERS", "Telemetry", "TracerSource", "configure_opentelemetry", "signal_endpoints"]
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+__all__ = ["Telemetry", "TracerSource", "configure_opentelemetry", "mark_failed", "signal_endpoints"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +59,14 @@ class Telemetry:
         tracer = provider.get_tracer(name, version)
         # The API's default proxy and no-op tracers (and a disabled SDK's) make spans that nobody records. A proxy
         # provider given a real provider since hands out that provider's tracers, so it passes.
-        return tracer if isinstance(tracer, SDKTracer) else None
+        return None if isinstance(tracer, (trace.NoOpTracer, trace.ProxyTracer)) else tracer
 
     def meter(self, name: str, version: str | None = None) -> metrics.Meter | None:
         if not self.enabled:
             return None
         provider = self.meter_provider if self.meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter(name, version)
-        return meter if isinstance(meter, SDKMeter) else None
+        return None if isinstance(meter, (metrics.NoOpMeter, _ProxyMeter)) else meter
 
     def shutdown(self) -> None:
         """Export what is buffered and stop our providers, within ``shutdown_timeout`` seconds. Never raises.
@@ -112,8 +111,12 @@ class Telemetry:
                 logger.exception("shutting down the OpenTelemetry meter provider failed")
 
 
-# No providers of ours: the app's own global ones, when they are real.
-APP_PROVIDERS = Telemetry()
+def mark_failed(span: trace.Span, error: BaseException) -> None:
+    """What every slipstream span does with an exception: record it, name its type, set an ERROR status."""
+    kind = type(error).__qualname__
+    span.record_exception(error)
+    span.set_attribute("error.type", kind)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, kind))
 
 
 class TracerSource:
@@ -171,10 +174,16 @@ def configure_opentelemetry(
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     except ImportError as exc:
         raise ImportError(
-            "exporting to otel_endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) needs the OTLP exporter: "
-            "pip install 'slipstream[otlp]'"
+            "exporting to otel_endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) needs the OpenTelemetry SDK and OTLP exporter: "
+            "pip install 'slipstream[otel]'"
         ) from exc
     from slipstream import __version__
 

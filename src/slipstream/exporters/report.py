@@ -1,6 +1,6 @@
 """The JSON report: slowest routes (p50/p95/p99), error rates, cache hit ratio, compression savings, slow operations.
 
-Opt-in (``report_enabled``). TimingMiddleware feeds it one call per request; it keeps the last
+Opt-in (``report_enabled``). A receiver of finished requests; it keeps the last
 ``SAMPLES`` durations per route and per operation, for at most ``MAX_ROUTES`` routes and ``MAX_OPERATIONS``
 operations, so its memory is bounded however long the process lives. Served at /report next to /metrics.
 """
@@ -8,21 +8,20 @@ operations, so its memory is bounded however long the process lives. Served at /
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from starlette.types import Receive, Scope, Send
 
-from slipstream.exporters.metrics import Metrics, metrics_for
+from slipstream.exporters.metrics import Metrics
 from slipstream.exporters.prometheus import MetricsAccess, refusal_response
-from slipstream.record import RequestRecord
+from slipstream.quantiles import percentile
+from slipstream.record import Receiver, RequestRecord
 
 SAMPLES = 1024
 MAX_ROUTES = 500
@@ -40,11 +39,27 @@ class _Series:
         self.samples: deque[float] = deque(maxlen=SAMPLES)
 
 
-class Report:
-    """Bounded in-memory summaries of recent requests and operations."""
+Rows = Callable[[], list[dict[str, Any]]]
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY, clock: Callable[[], float] = time.time) -> None:
-        self.metrics: Metrics = metrics_for(registry)
+
+def _none() -> list[dict[str, Any]]:
+    return []
+
+
+class Report(Receiver):
+    """Bounded in-memory summaries of recent requests and operations, with the database's slow statements."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        slow_queries: Rows = _none,
+        index_hints: Rows = _none,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.slow_queries = slow_queries
+        self.index_hints = index_hints
         self.clock = clock
         self.started = clock()
         self.lock = threading.Lock()
@@ -52,12 +67,12 @@ class Report:
         self.operations: dict[str, _Series] = {}
         self.cache: Tally[str] = Tally()
 
-    def observe(self, method: str, route: str, status: int, seconds: float, record: RequestRecord) -> None:
+    def request_finished(self, record: RequestRecord) -> None:
         with self.lock:
-            series = _entry(self.routes, (method, route), (OVERFLOW, OVERFLOW), MAX_ROUTES)
+            series = _entry(self.routes, (record.method, record.label), (OVERFLOW, OVERFLOW), MAX_ROUTES)
             series.count += 1
-            series.errors += status >= 500
-            series.samples.append(seconds)
+            series.errors += record.status >= 500
+            series.samples.append(record.seconds)
             if record.cache is not None:
                 self.cache[record.cache] += 1
             for name, (calls, total) in record.operations.items():
@@ -66,9 +81,6 @@ class Report:
                 operation.samples.append(total / calls)
 
     def snapshot(self) -> dict[str, Any]:
-        from slipstream.sqlalchemy.hooks import index_hints
-        from slipstream.sqlalchemy.slow import slow_queries
-
         with self.lock:
             routes = [
                 {"method": method, "route": route, **_summary(series)}
@@ -97,8 +109,8 @@ class Report:
             },
             "compression": self._compression(),
             "slowest_operations": sorted(operations, key=lambda row: -row["p95"])[:TOP],
-            "slow_queries": slow_queries.snapshot(TOP),
-            "index_hints": index_hints(),
+            "slow_queries": self.slow_queries()[:TOP],
+            "index_hints": self.index_hints(),
         }
 
     def _compression(self) -> dict[str, dict[str, float | None]]:
@@ -126,11 +138,6 @@ def _entry(table: dict[Any, _Series], key: Any, overflow: Any, limit: int) -> _S
         if series is None:
             series = table[key] = _Series()
     return series
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q`` quantile of sorted, non-empty samples, rounded to the microsecond."""
-    return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 6)
 
 
 def _summary(series: _Series) -> dict[str, Any]:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 import brotli
 
-try:
+if TYPE_CHECKING:
     import zstandard
-except ImportError:  # pragma: no cover - exercised only where the optional extra is missing
-    zstandard = None  # type: ignore[assignment]
 
 
 class StreamCompressor(Protocol):
@@ -37,7 +37,19 @@ class Codec(Protocol):
 
 
 def available_encodings() -> tuple[str, ...]:
-    return ("br", "zstd", "gzip") if zstandard is not None else ("br", "gzip")
+    """The codings this installation can produce: zstd only with the ``zstd`` extra (looked for, not imported)."""
+    try:
+        installed = importlib.util.find_spec("zstandard") is not None
+    except (ImportError, ValueError):  # pragma: no cover - a broken or half-removed installation
+        installed = False
+    return ("br", "zstd", "gzip") if installed else ("br", "gzip")
+
+
+def _zstandard() -> ModuleType:
+    # Imported by the first zstd codec, not by importing slipstream: most apps never pay for it.
+    import zstandard
+
+    return zstandard
 
 
 class _BrotliStream:
@@ -99,17 +111,19 @@ class GzipCodec:
         return _GzipStream(self.level)
 
 
+# zstandard.COMPRESSOBJ_FLUSH_BLOCK: end the block so the client can decode it, without ending the frame.
+_FLUSH_BLOCK = 1
+
+
 class _ZstdStream:
     __slots__ = ("_compressor",)
     coding = "zstd"
 
     def __init__(self, level: int) -> None:
-        assert zstandard is not None
-        self._compressor = zstandard.ZstdCompressor(level=level).compressobj()
+        self._compressor: zstandard.ZstdCompressionObj = _zstandard().ZstdCompressor(level=level).compressobj()
 
     def compress_chunk(self, data: bytes) -> bytes:
-        assert zstandard is not None
-        return self._compressor.compress(data) + self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        return self._compressor.compress(data) + self._compressor.flush(_FLUSH_BLOCK)
 
     def finish(self, data: bytes) -> bytes:
         return self._compressor.compress(data) + self._compressor.flush()
@@ -120,7 +134,7 @@ class ZstdCodec:
     token = b"zstd"
 
     def __init__(self, level: int) -> None:
-        assert zstandard is not None, "checked by Settings"
+        self.module = _zstandard()
         self.level = level
         # A ZstdCompressor is not thread safe and costs ~20 µs to build: keep one per thread.
         self._local = threading.local()
@@ -128,8 +142,7 @@ class ZstdCodec:
     def compress(self, data: bytes) -> bytes:
         compressor = getattr(self._local, "compressor", None)
         if compressor is None:
-            assert zstandard is not None
-            compressor = self._local.compressor = zstandard.ZstdCompressor(level=self.level)
+            compressor = self._local.compressor = self.module.ZstdCompressor(level=self.level)
         compressed: bytes = compressor.compress(data)
         return compressed
 

@@ -1,8 +1,5 @@
-"""Pure ASGI middlewares; each works alone with ``app.add_middleware(...)``."""
+"""Pure ASGI middlewares; each works alone with ``app.add_middleware(...)``.
 
-from slipstream.middleware.cache import CacheMiddleware
-from slipstream.middleware.compression import CompressionMiddleware
-from slipstream.middleware.conditional import ConditionalMiddleware
-from slipstream.middleware.timing import TimingMiddleware
-
-__all__ = ["CacheMiddleware", "CompressionMiddleware", "ConditionalMiddleware", "TimingMiddleware"]
+Import each from its module (or from ``slipstream``): this package imports none of them, so importing one
+middleware loads only what that middleware needs.
+"""

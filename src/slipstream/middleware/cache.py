@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
@@ -16,10 +15,11 @@ from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
 from slipstream.config import Settings, path_matcher
-from slipstream.exporters.metrics import metrics_for
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
+from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
+from slipstream.instrumentation import Instrumentation
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
 
 _VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
@@ -32,33 +32,39 @@ class CacheMiddleware:
         self,
         app: ASGIApp,
         *,
-        settings: Settings | None = None,
         cache: ResponseCache | None = None,
-        route_ttls: tuple[str, ...] | None = None,
-        exclude_paths: tuple[str, ...] | None = None,
-        ignore_query_params: tuple[str, ...] | None = None,
-        status_header: str | None = None,
-        honour_client_no_cache: bool | None = None,
-        allow_set_cookie: bool | None = None,
-        max_entry_bytes: int | None = None,
-        registry: CollectorRegistry | None = None,
+        route_ttls: tuple[str, ...] = Settings.cache_route_ttls,
+        exclude_paths: tuple[str, ...] = Settings.cache_exclude_paths,
+        ignore_query_params: tuple[str, ...] = Settings.cache_ignore_query_params,
+        status_header: str = Settings.cache_status_header,
+        honour_client_no_cache: bool = Settings.cache_honour_client_no_cache,
+        allow_set_cookie: bool = Settings.cache_allow_set_cookie,
+        max_entry_bytes: int = Settings.cache_max_entry_bytes,
+        codecs: Mapping[str, Codec] | None = None,
+        minimum_compress_size: int = Settings.compression_minimum_size,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
-        s = (settings or Settings()).with_options(
-            "cache_",
-            route_ttls=route_ttls,
-            exclude_paths=exclude_paths,
-            ignore_query_params=ignore_query_params,
-            status_header=status_header,
-            honour_client_no_cache=honour_client_no_cache,
-            allow_set_cookie=allow_set_cookie,
-            max_entry_bytes=max_entry_bytes,
+        """``cache``: the stores (by default an in-memory tier of the default size). ``codecs``: the codings hits
+        are served in, filled on demand, as CompressionMiddleware would make them (by default its defaults);
+        bodies under ``minimum_compress_size`` are served as they are."""
+        # The settings dataclass validates the options, here as when they come from the environment.
+        s = Settings(
+            cache_route_ttls=route_ttls,
+            cache_exclude_paths=exclude_paths,
+            cache_ignore_query_params=ignore_query_params,
+            cache_status_header=status_header,
+            cache_honour_client_no_cache=honour_client_no_cache,
+            cache_allow_set_cookie=allow_set_cookie,
+            cache_max_entry_bytes=max_entry_bytes,
+            compression_minimum_size=minimum_compress_size,
         )
         self.app = app
-        self.cache = cache or ResponseCache.from_settings(s)
+        instrumentation = instrumentation or Instrumentation()
+        self.cache = cache or instrumentation.cache or ResponseCache.from_settings(s)
         self.settings = s
         self.status_header = s.cache_status_header.lower().encode("latin-1") or None
-        self.responder = EntryResponder(s, self.status_header)
-        metrics = metrics_for(registry or REGISTRY)
+        self.responder = EntryResponder(codecs if codecs is not None else s.codecs(), self.status_header)
+        metrics = instrumentation.metrics
         if self.cache.redis is not None:
             self.cache.redis.error_counter = metrics.cache_redis_errors
         requests = metrics.cache_requests
@@ -80,6 +86,26 @@ class CacheMiddleware:
             pattern, _, seconds = route.rpartition("=")
             self.route_ttls.append((re.compile(pattern).match, float(seconds)))
         self.excluded_path = path_matcher(s.cache_exclude_paths)
+
+    @classmethod
+    def from_settings(cls, app: ASGIApp, settings: Settings, instrumentation: Instrumentation) -> CacheMiddleware:
+        """The middleware ``install()`` adds: the instrumentation's cache, options from the ``cache_*`` settings,
+        and hits served in the codings CompressionMiddleware would use (none when compression is off)."""
+        s = settings
+        return cls(
+            app,
+            cache=instrumentation.cache,
+            route_ttls=s.cache_route_ttls,
+            exclude_paths=s.cache_exclude_paths,
+            ignore_query_params=s.cache_ignore_query_params,
+            status_header=s.cache_status_header,
+            honour_client_no_cache=s.cache_honour_client_no_cache,
+            allow_set_cookie=s.cache_allow_set_cookie,
+            max_entry_bytes=s.cache_max_entry_bytes,
+            codecs=s.codecs() if s.compression_enabled else {},
+            minimum_compress_size=s.compression_minimum_size,
+            instrumentation=instrumentation,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio.to_thread
-from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings, path_matcher
-from slipstream.exporters.metrics import metrics_for
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
-from slipstream.http.codecs import Codec, StreamCompressor, make_codecs
+from slipstream.http.codecs import Codec, StreamCompressor
 from slipstream.http.content_types import CompressiblePolicy
 from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
 from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header, weaken_etag
+from slipstream.instrumentation import Instrumentation
 
 # Responder states: pass messages through, hold the start until the first body, compress a stream, drop the rest.
 _PASS, _HOLD, _STREAM, _DROP = range(4)
@@ -28,40 +27,34 @@ class CompressionMiddleware:
         self,
         app: ASGIApp,
         *,
-        settings: Settings | None = None,
-        encodings: tuple[str, ...] | None = None,
-        minimum_size: int | None = None,
-        brotli_quality: int | None = None,
-        gzip_level: int | None = None,
-        zstd_level: int | None = None,
-        thread_threshold: int | None = None,
-        event_stream: bool | None = None,
-        exclude_content_types: tuple[str, ...] | None = None,
-        include_content_types: tuple[str, ...] | None = None,
-        exclude_paths: tuple[str, ...] | None = None,
-        registry: CollectorRegistry | None = None,
+        encodings: tuple[str, ...] = Settings.compression_encodings,
+        minimum_size: int = Settings.compression_minimum_size,
+        brotli_quality: int = Settings.compression_brotli_quality,
+        gzip_level: int = Settings.compression_gzip_level,
+        zstd_level: int = Settings.compression_zstd_level,
+        thread_threshold: int = Settings.compression_thread_threshold,
+        event_stream: bool = Settings.compression_event_stream,
+        exclude_content_types: tuple[str, ...] = Settings.compression_exclude_content_types,
+        include_content_types: tuple[str, ...] = Settings.compression_include_content_types,
+        exclude_paths: tuple[str, ...] = Settings.compression_exclude_paths,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
-        s = (settings or Settings()).with_options(
-            "compression_",
-            encodings=encodings,
-            minimum_size=minimum_size,
-            brotli_quality=brotli_quality,
-            gzip_level=gzip_level,
-            zstd_level=zstd_level,
-            thread_threshold=thread_threshold,
-            event_stream=event_stream,
-            exclude_content_types=exclude_content_types,
-            include_content_types=include_content_types,
-            exclude_paths=exclude_paths,
+        # The settings dataclass validates every option, here as when they come from the environment.
+        s = Settings(
+            compression_encodings=encodings,
+            compression_minimum_size=minimum_size,
+            compression_brotli_quality=brotli_quality,
+            compression_gzip_level=gzip_level,
+            compression_zstd_level=zstd_level,
+            compression_thread_threshold=thread_threshold,
+            compression_event_stream=event_stream,
+            compression_exclude_content_types=exclude_content_types,
+            compression_include_content_types=include_content_types,
+            compression_exclude_paths=exclude_paths,
         )
         self.app = app
-        self.codecs: dict[str, Codec] = make_codecs(
-            s.compression_encodings,
-            brotli_quality=s.compression_brotli_quality,
-            gzip_level=s.compression_gzip_level,
-            zstd_level=s.compression_zstd_level,
-        )
-        metrics = metrics_for(registry or REGISTRY)
+        self.codecs: dict[str, Codec] = s.codecs()
+        metrics = (instrumentation or Instrumentation()).metrics
         # Label children bound once: a labelled lookup per response would cost more than the increment.
         self.byte_counters = {
             name: (metrics.compression_input_bytes.labels(name), metrics.compression_output_bytes.labels(name))
@@ -76,6 +69,25 @@ class CompressionMiddleware:
         self.excluded_path = path_matcher(s.compression_exclude_paths)
         supported = ", ".join(s.compression_encodings)
         self.not_acceptable_body = f"Not Acceptable: this response is only available in: {supported}\n".encode()
+
+    @classmethod
+    def from_settings(cls, app: ASGIApp, settings: Settings, instrumentation: Instrumentation) -> CompressionMiddleware:
+        """The middleware ``install()`` adds: every option from the ``compression_*`` settings."""
+        s = settings
+        return cls(
+            app,
+            encodings=s.compression_encodings,
+            minimum_size=s.compression_minimum_size,
+            brotli_quality=s.compression_brotli_quality,
+            gzip_level=s.compression_gzip_level,
+            zstd_level=s.compression_zstd_level,
+            thread_threshold=s.compression_thread_threshold,
+            event_stream=s.compression_event_stream,
+            exclude_content_types=s.compression_exclude_content_types,
+            include_content_types=s.compression_include_content_types,
+            exclude_paths=s.compression_exclude_paths,
+            instrumentation=instrumentation,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (self.excluded_path is not None and self.excluded_path(scope["path"])):

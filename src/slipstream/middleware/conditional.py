@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import anyio
-from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings
-from slipstream.exporters.metrics import metrics_for
 from slipstream.http.headers import RawHeaders
 from slipstream.http.preconditions import (
     CONDITIONAL_HEADERS,
@@ -20,6 +18,8 @@ from slipstream.http.preconditions import (
     parse_entity_tag,
     parse_http_date,
 )
+from slipstream.http.responses import head_body, send_precondition_failed
+from slipstream.instrumentation import Instrumentation
 from slipstream.record import follow_scope
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -33,7 +33,6 @@ _PROBE_DROPS = CONDITIONAL_HEADERS | {
     b"transfer-encoding",
     b"expect",
 }
-_PRECONDITION_FAILED_BODY = b"Precondition Failed\n"
 _PASS, _HOLD, _DROP = range(3)
 
 
@@ -44,24 +43,28 @@ class ConditionalMiddleware:
         self,
         app: ASGIApp,
         *,
-        settings: Settings | None = None,
-        generate_etags: bool | None = None,
-        weak_etags: bool | None = None,
-        check_unsafe_methods: bool | None = None,
-        registry: CollectorRegistry | None = None,
+        generate_etags: bool = Settings.conditional_generate_etags,
+        weak_etags: bool = Settings.conditional_weak_etags,
+        check_unsafe_methods: bool = Settings.conditional_check_unsafe_methods,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
-        s = (settings or Settings()).with_options(
-            "conditional_",
-            generate_etags=generate_etags,
-            weak_etags=weak_etags,
-            check_unsafe_methods=check_unsafe_methods,
-        )
         self.app = app
-        self.generate_etags = s.conditional_generate_etags
-        self.weak_etags = s.conditional_weak_etags
-        self.check_unsafe_methods = s.conditional_check_unsafe_methods
-        counter = metrics_for(registry or REGISTRY).conditional_responses
+        self.generate_etags = generate_etags
+        self.weak_etags = weak_etags
+        self.check_unsafe_methods = check_unsafe_methods
+        counter = (instrumentation or Instrumentation()).metrics.conditional_responses
         self.replaced = {NOT_MODIFIED: counter.labels("304"), PRECONDITION_FAILED: counter.labels("412")}
+
+    @classmethod
+    def from_settings(cls, app: ASGIApp, settings: Settings, instrumentation: Instrumentation) -> ConditionalMiddleware:
+        """The middleware ``install()`` adds: every option from the ``conditional_*`` settings."""
+        return cls(
+            app,
+            generate_etags=settings.conditional_generate_etags,
+            weak_etags=settings.conditional_weak_etags,
+            check_unsafe_methods=settings.conditional_check_unsafe_methods,
+            instrumentation=instrumentation,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,8 +94,9 @@ class ConditionalMiddleware:
         etag, last_modified, exists = await self._current_validators(scope)
         if preconditions.evaluate(method, etag, last_modified, exists) is not None:
             self.replaced[PRECONDITION_FAILED].inc()
-            await _send_precondition_failed(send, method)
+            await send_precondition_failed(send, method)
             return
+        follow_scope(scope)
         await self.app(scope, receive, send)
 
     def make_etag(self, body: bytes) -> bytes:
@@ -106,9 +110,13 @@ class ConditionalMiddleware:
         """
         probe = _ValidatorProbe(self)
         headers = [(key, value) for key, value in scope["headers"] if key not in _PROBE_DROPS]
+        probe_scope = {**scope, "method": "GET", "headers": headers}
+        # The router marks the probe's scope: timing and the database hooks read the route from it, and from the
+        # request's own scope again once the app runs for real.
+        follow_scope(probe_scope)
         with anyio.CancelScope() as probe.cancel_scope:
             try:
-                await self.app({**scope, "method": "GET", "headers": headers}, probe.receive, probe.send)
+                await self.app(probe_scope, probe.receive, probe.send)
             except Exception:
                 # A GET that fails has no current representation to compare with.
                 probe.status = 500
@@ -148,9 +156,10 @@ class _ConditionalResponder:
     async def _forward(self, message: Message) -> None:
         if self.is_head and message["type"] == "http.response.body":
             # The app answered as for GET; the client asked for headers only.
-            if message.get("more_body", False):
+            stripped = head_body(message)
+            if stripped is None:
                 return
-            message = {"type": "http.response.body", "body": b""}
+            message = stripped
         await self.downstream(message)
 
     async def _on_start(self, message: Message) -> None:
@@ -191,7 +200,7 @@ class _ConditionalResponder:
         if outcome == NOT_MODIFIED:
             await _send_not_modified(self.downstream, start.get("headers", ()))
         else:
-            await _send_precondition_failed(self.downstream, self.method)
+            await send_precondition_failed(self.downstream, self.method)
         return False
 
 
@@ -253,10 +262,3 @@ def _validators(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> tuple[
 async def _send_not_modified(send: Send, headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> None:
     await send({"type": "http.response.start", "status": NOT_MODIFIED, "headers": not_modified_headers(headers)})
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _send_precondition_failed(send: Send, method: str) -> None:
-    body = _PRECONDITION_FAILED_BODY
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 412, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

@@ -16,7 +16,8 @@ from typing import Any
 from starlette.routing import Host, Match, Mount
 from starlette.types import Scope
 
-UNMATCHED_ROUTE = "__unmatched__"
+from slipstream.record import UNMATCHED_ROUTE
+
 _MOUNT_SUFFIX = "/{path}"
 
 

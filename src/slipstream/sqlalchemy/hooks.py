@@ -13,25 +13,28 @@ Parameter values are never logged, exported or put on spans; statements are redu
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-import sqlalchemy
 from opentelemetry import trace
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import Histogram
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slipstream.config import Settings
-from slipstream.exporters.metrics import metrics_for
-from slipstream.exporters.otel import APP_PROVIDERS, Telemetry, TracerSource
-from slipstream.record import MAX_FINGERPRINTS, DatabaseHooks, current_record
+from slipstream.exporters.metrics import LabelledChildren
+from slipstream.exporters.otel import TracerSource, mark_failed
+from slipstream.instrumentation import Instrumentation
+from slipstream.record import current_record
 from slipstream.sqlalchemy.fingerprint import Fingerprint, fingerprint
-from slipstream.sqlalchemy.pool import pool_collector
-from slipstream.sqlalchemy.slow import caller_location, slow_queries
+from slipstream.sqlalchemy.n_plus_one import DatabaseRequests, note_statement
+from slipstream.sqlalchemy.pool import PoolCollector, PoolWatch
+from slipstream.sqlalchemy.slow import SlowQueries, caller_location
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from slipstream.sqlalchemy.index_hints import IndexAdvisor
 
 log = logging.getLogger("slipstream.sql")
 
@@ -47,6 +50,8 @@ _SYSTEMS = {
 _METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 # Distinct statement strings remembered per engine with their fingerprint (SQLAlchemy's own cache is about as big).
 _STATEMENTS = 4096
+# Where an instrumented dialect keeps its hooks: the engine owns them, so nothing here is a module global.
+_HOOKS_ATTRIBUTE = "_slipstream_hooks"
 
 
 class EngineHooks:
@@ -55,35 +60,37 @@ class EngineHooks:
     def __init__(
         self,
         engine: Engine,
-        settings: Settings,
-        registry: CollectorRegistry,
-        tracer: trace.Tracer | Telemetry | None,
-        index_advisor: Any = None,
+        instrumentation: Instrumentation,
+        *,
+        slow_query_threshold: float,
+        n_plus_one_threshold: int,
+        spans: bool,
+        index_advisor: IndexAdvisor | None = None,
     ) -> None:
-        # Weak: the registry of instrumented engines is keyed by the engine, and must not keep it alive.
+        # Weak: the hooks live on the engine's dialect and must not keep the engine alive.
         self._engine = weakref.ref(engine)
+        self.instrumentation = instrumentation
         dialect = engine.dialect
         self.system = _SYSTEMS.get(dialect.name, dialect.name)
         url = engine.url
         self.namespace = url.database
         self.server = (url.host, url.port)
-        self.pool_name = url.render_as_string(hide_password=True)
-        self.slow_threshold = settings.db_slow_query_threshold
-        self.n_plus_one_threshold = settings.db_n_plus_one_threshold
-        self._tracer = TracerSource(tracer if settings.db_spans else None)
+        self.slow_threshold = slow_query_threshold
+        self.n_plus_one_threshold = n_plus_one_threshold
+        self._tracer = TracerSource(
+            instrumentation.telemetry if spans and instrumentation.settings.tracing_enabled else None
+        )
         self.index_advisor = index_advisor
-        metrics = metrics_for(registry)
-        self.durations = metrics.db_operation_duration
+        metrics = instrumentation.metrics
+        self.durations: LabelledChildren[Histogram] = LabelledChildren(metrics.db_operation_duration)
         self.errors = metrics.db_errors
         self.slow_counter = metrics.db_slow_queries
-        self.wait = metrics.db_connection_wait.labels(self.pool_name)
-        self.timeouts = metrics.db_connection_timeouts.labels(self.pool_name)
-        self._children: dict[tuple[str, str | None], Histogram] = {}
+        if instrumentation.slow_queries is None:
+            instrumentation.slow_queries = SlowQueries()
+        self.slow_queries = instrumentation.slow_queries
+        self.pool = PoolWatch(engine, metrics)
         self._statements: dict[str, tuple[Fingerprint, Histogram]] = {}
         self._originals: dict[str, Callable[..., Any]] = {}
-        self._pool_lock = threading.Lock()
-        self.pending = 0
-        pool_collector(registry).engines.add(self)
 
     @property
     def engine(self) -> Engine:
@@ -104,17 +111,18 @@ class EngineHooks:
             original = getattr(dialect, name)
             self._originals[name] = original
             setattr(dialect, name, self._wrap(original, name))
-        self._wrap_pool(self.engine.pool)
+        setattr(dialect, _HOOKS_ATTRIBUTE, self)
+        self.pool.install(self.engine.pool)
 
     def remove(self) -> None:
         dialect = self.engine.dialect
         for name in self._originals:
             # The originals are the class's methods: dropping the instance attribute restores them.
             dialect.__dict__.pop(name, None)
+        dialect.__dict__.pop(_HOOKS_ATTRIBUTE, None)
         self._originals.clear()
-        pool = self.engine.pool
-        pool.__dict__.pop("_do_get", None)
-        pool.__dict__.pop("recreate", None)
+        PoolWatch.remove(self.engine.pool)
+        self.instrumentation.engines.discard(self)
         if self.index_advisor is not None:
             self.index_advisor.close()
 
@@ -138,19 +146,12 @@ class EngineHooks:
         timed.__name__ = name
         return timed
 
-    def child(self, print_: Fingerprint) -> Histogram:
-        key = (print_.operation, print_.collection)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = self.durations.labels(self.system, print_.operation, print_.collection or "")
-        return found
-
     def lookup(self, statement: str) -> tuple[Fingerprint, Histogram]:
         """The statement's fingerprint and histogram child: one dict lookup for statements seen before."""
         found = self._statements.get(statement)
         if found is None:
             print_ = fingerprint(statement)
-            found = (print_, self.child(print_))
+            found = (print_, self.durations.get(self.system, print_.operation, print_.collection or ""))
             if len(self._statements) < _STATEMENTS:
                 self._statements[statement] = found
         return found
@@ -161,20 +162,7 @@ class EngineHooks:
             child.observe(seconds)
             record = current_record()
             if record is not None:
-                record.db_queries += 1
-                record.db_time += seconds
-                seen = record.fingerprints
-                count = seen.get(print_.text)
-                if count is not None:
-                    seen[print_.text] = count = count + 1
-                    if (
-                        count == self.n_plus_one_threshold
-                        and print_.operation == "SELECT"
-                        and print_.text not in record.n_plus_one
-                    ):
-                        record.n_plus_one[print_.text] = caller_location()
-                elif len(seen) < MAX_FINGERPRINTS:
-                    seen[print_.text] = 1
+                note_statement(record, print_, seconds, self.n_plus_one_threshold)
             if seconds >= self.slow_threshold and print_.operation != "EXPLAIN":
                 # (the index advisor's own plan commands are not slow queries of the app)
                 self.slow(print_, statement, rest, seconds)
@@ -193,9 +181,7 @@ class EngineHooks:
                 record.db_queries += 1
                 record.db_time += seconds
             if span is not None:
-                span.record_exception(error)
-                span.set_attribute("error.type", type(error).__qualname__)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__qualname__))
+                mark_failed(span, error)
                 span.end()
         except Exception:
             log.exception("slipstream: recording a failed statement failed")
@@ -228,13 +214,10 @@ class EngineHooks:
 
     def slow(self, print_: Fingerprint, statement: str, rest: tuple[Any, ...], seconds: float) -> None:
         record = current_record()
-        route = record.route if record is not None else None
-        if route is None and record is not None:
-            found = record.scope.get("route")
-            route = getattr(found, "path_format", None) or getattr(found, "path", None)
+        route = record.resolve_route() if record is not None else None
         caller = caller_location()
         self.slow_counter.labels(self.system, print_.operation, print_.collection or "").inc()
-        slow_queries.add(print_, self.system, seconds, route)
+        self.slow_queries.add(print_, self.system, seconds, route)
         log.warning(
             "slow query: %.1f ms %s (route %s, from %s)",
             seconds * 1000,
@@ -258,125 +241,67 @@ class EngineHooks:
             if connection is not None:
                 advisor.consider(connection, print_, statement, parameters)
 
-    # The pool -----------------------------------------------------------------------------------------------
-
-    def _wrap_pool(self, pool: Any) -> None:
-        original = getattr(pool, "_do_get", None)
-        if original is None or "_do_get" in pool.__dict__:
-            return
-        hooks = self
-        timeout_error = sqlalchemy.exc.TimeoutError
-
-        def _do_get() -> Any:
-            with hooks._pool_lock:
-                hooks.pending += 1
-            start = time.perf_counter()
-            try:
-                return original()
-            except timeout_error:
-                hooks.timeouts.inc()
-                raise
-            finally:
-                hooks.wait.observe(time.perf_counter() - start)
-                with hooks._pool_lock:
-                    hooks.pending -= 1
-
-        pool._do_get = _do_get
-        # dispose() replaces the pool with pool.recreate(): the new pool is wrapped too. (An engine_disposed
-        # listener would do the same, but any engine listener puts every statement on SQLAlchemy's slower path.)
-        recreate = pool.recreate
-
-        def _recreate() -> Any:
-            new = recreate()
-            hooks._wrap_pool(new)
-            return new
-
-        pool.recreate = _recreate
-
-    def pool_state(self) -> tuple[int, int, int | None] | None:
-        """(idle, used, max) of the engine's pool now, or None for pools that keep no count (NullPool, StaticPool)."""
-        engine = self._engine()
-        if engine is None:  # pragma: no cover - collected between the scrape's listing and this call
-            return None
-        pool = engine.pool
-        checkedin = getattr(pool, "checkedin", None)
-        checkedout = getattr(pool, "checkedout", None)
-        if checkedin is None or checkedout is None:
-            return None
-        size = getattr(pool, "size", None)
-        overflow = getattr(pool, "_max_overflow", None)
-        maximum = None
-        if callable(size) and isinstance(overflow, int) and overflow >= 0:
-            maximum = int(size()) + overflow
-        return int(checkedin()), int(checkedout()), maximum
-
-
-_installed: weakref.WeakKeyDictionary[Engine, EngineHooks] = weakref.WeakKeyDictionary()
-_installed_lock = threading.Lock()
-
 
 def instrument_sqlalchemy(
     engine: Engine | AsyncEngine,
     *,
-    settings: Settings | None = None,
+    instrumentation: Instrumentation | None = None,
     slow_query_threshold: float | None = None,
     spans: bool | None = None,
     n_plus_one_threshold: int | None = None,
     index_hints: bool | None = None,
-    registry: CollectorRegistry = REGISTRY,
-    tracer: trace.Tracer | Telemetry | None = APP_PROVIDERS,
 ) -> EngineHooks:
-    """Instrument ``engine`` (an Engine or AsyncEngine); a second call for the same engine returns the first hooks.
+    """Instrument ``engine`` (an Engine or AsyncEngine) for ``instrumentation`` (the app's; by default a new one).
 
-    Options default to ``settings`` (``db_*`` fields). Spans go to ``tracer``: by default the app's global
-    OpenTelemetry provider when it is a real one (none otherwise, at no cost).
+    Options left out are the instrumentation's settings (``db_*`` fields). A second call for an engine already
+    instrumented returns the first hooks, unless it names another app's instrumentation: that is an error (each
+    statement would be counted twice). Pass the app's instrumentation (what ``install()`` returned) so that its
+    requests report their query counts and N+1 findings; ``install(app, engines=[...])`` does.
     """
-    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
-    s = (settings or Settings()).with_options(
-        "db_",
-        slow_query_threshold=slow_query_threshold,
-        spans=spans,
-        n_plus_one_threshold=n_plus_one_threshold,
-        index_hints=index_hints,
-    )
-    with _installed_lock:
-        found = _installed.get(sync_engine)
-        if found is not None:
+    sync_engine = _sync_engine(engine)
+    found = _hooks_of(sync_engine)
+    if found is not None:
+        if instrumentation is None or found.instrumentation is instrumentation:
             return found
-        advisor = None
-        if s.db_index_hints:
-            from slipstream.sqlalchemy.index_hints import IndexAdvisor
+        raise ValueError(f"{sync_engine!r} is instrumented for another app already; uninstrument_sqlalchemy it first")
+    if instrumentation is None:
+        instrumentation = Instrumentation()
+    s = instrumentation.settings
+    advisor = None
+    if s.db_index_hints if index_hints is None else index_hints:
+        from slipstream.sqlalchemy.index_hints import IndexAdvisor
 
-            advisor = IndexAdvisor()
-        hooks = _installed[sync_engine] = EngineHooks(sync_engine, s, registry, tracer, advisor)
-        hooks.install()
-        DatabaseHooks.engines += 1
-        return hooks
+        advisor = IndexAdvisor()
+    hooks = EngineHooks(
+        sync_engine,
+        instrumentation,
+        slow_query_threshold=s.db_slow_query_threshold if slow_query_threshold is None else slow_query_threshold,
+        n_plus_one_threshold=s.db_n_plus_one_threshold if n_plus_one_threshold is None else n_plus_one_threshold,
+        spans=s.db_spans if spans is None else spans,
+        index_advisor=advisor,
+    )
+    if not any(isinstance(receiver, DatabaseRequests) for receiver in instrumentation.receivers):
+        # The app's first engine: requests now report their query count (zero included) and their N+1 findings.
+        instrumentation.add_receiver(DatabaseRequests(instrumentation.metrics))
+    PoolCollector.of(instrumentation.registry).pools.add(hooks.pool)
+    instrumentation.engines.add(hooks)
+    hooks.install()
+    return hooks
 
 
 def uninstrument_sqlalchemy(engine: Engine | AsyncEngine) -> None:
     """Remove the instrumentation of ``engine``, if any."""
-    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
-    with _installed_lock:
-        hooks = _installed.pop(sync_engine, None)
-        if hooks is not None:
-            DatabaseHooks.engines -= 1
+    hooks = _hooks_of(_sync_engine(engine))
     if hooks is not None:
         hooks.remove()
 
 
-def index_hints() -> list[dict[str, Any]]:
-    """The index hints every instrumented engine's advisor found, for the report."""
-    with _installed_lock:
-        advisors = [hooks.index_advisor for hooks in _installed.values() if hooks.index_advisor is not None]
-    return [
-        {
-            "table": hint.table,
-            "columns": list(hint.columns),
-            "fingerprint": hint.fingerprint,
-            "plan": hint.plan,
-            "db_system_name": hint.dialect,
-        }
-        for advisor in advisors
-        for hint in advisor.hints
-    ]
+def _sync_engine(engine: Engine | AsyncEngine) -> Engine:
+    # Duck-typed: checking isinstance(engine, AsyncEngine) would import the asyncio extension, which needs greenlet.
+    sync_engine = getattr(engine, "sync_engine", None)
+    return sync_engine if isinstance(sync_engine, Engine) else cast(Engine, engine)
+
+
+def _hooks_of(engine: Engine) -> EngineHooks | None:
+    found = engine.dialect.__dict__.get(_HOOKS_ATTRIBUTE)
+    return found if isinstance(found, EngineHooks) else None

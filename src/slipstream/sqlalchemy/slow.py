@@ -1,4 +1,4 @@
-"""Slow statements: the bounded top list the report shows, and where in the app a statement was run from."""
+"""Slow statements: the bounded top list an app's report shows, and where in the app a statement was run from."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy
 
-from slipstream.exporters.report import percentile
+from slipstream.quantiles import percentile
 from slipstream.sqlalchemy.fingerprint import Fingerprint
 
 # Frames in these directories are not "the caller": the first frame outside them is.
@@ -81,10 +81,6 @@ class _SlowStats:
             "p95": percentile(ordered, 0.95),
             "max": round(self.max, 6),
         }
-
-
-# One store for the process, read by the JSON report.
-slow_queries = SlowQueries()
 
 
 def caller_location() -> str | None:

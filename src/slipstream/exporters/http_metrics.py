@@ -1,0 +1,81 @@
+"""Receivers recording finished requests as HTTP server metrics: Prometheus (with exemplars) and the OTel meter."""
+
+from __future__ import annotations
+
+import bisect
+import time
+
+from opentelemetry.metrics import Meter
+from prometheus_client import Histogram
+
+from slipstream.exporters.metrics import LabelledChildren, Metrics
+from slipstream.record import Receiver, RequestRecord
+
+# Seconds between exemplars of one bucket of one series.
+EXEMPLAR_INTERVAL = 1.0
+
+
+class HttpServerMetrics(Receiver):
+    """``http_server_*`` in Prometheus form: duration (with exemplars), TTFB, in flight, body sizes."""
+
+    def __init__(self, metrics: Metrics, buckets: tuple[float, ...]) -> None:
+        self.duration = LabelledChildren(metrics.request_duration)
+        self.response_size = LabelledChildren(metrics.response_body_size)
+        self.time_to_first_byte = LabelledChildren(metrics.time_to_first_byte)
+        self.request_size = LabelledChildren(metrics.request_body_size)
+        self.active = LabelledChildren(metrics.active_requests)
+        # When each (series, bucket) may take its next exemplar: Prometheus keeps one per bucket, so one a second
+        # per bucket shows the same and skips most of the cost of attaching them.
+        self._buckets = buckets
+        self._exemplars_due: dict[tuple[int, int], float] = {}
+
+    def request_started(self, record: RequestRecord) -> None:
+        self.active.get(record.method).inc()
+
+    def request_finished(self, record: RequestRecord) -> None:
+        method, label, seconds = record.method, record.label, record.seconds
+        self.active.get(method).dec()
+        duration = self.duration.get(method, label, record.status)
+        span = record.span
+        context = span.get_span_context() if span is not None else None
+        if context is not None and context.trace_flags.sampled and self._exemplar_due(duration, seconds):
+            duration.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
+        else:
+            duration.observe(seconds)
+        self.response_size.get(method, label, record.status).observe(record.response_size)
+        # Both series exist once the route has been seen, observed or not.
+        time_to_first_byte, request_size = (
+            self.time_to_first_byte.get(method, label),
+            self.request_size.get(method, label),
+        )
+        if record.first_byte:
+            time_to_first_byte.observe(record.first_byte - record.start)
+        if record.request_size >= 0:
+            # Requests without a body (most GETs, size -1) are not observed: the histogram describes bodies.
+            request_size.observe(record.request_size)
+
+    def _exemplar_due(self, series: Histogram, seconds: float) -> bool:
+        now = time.perf_counter()
+        key = (id(series), bisect.bisect_left(self._buckets, seconds))
+        if now < self._exemplars_due.get(key, 0.0):
+            return False
+        self._exemplars_due[key] = now + EXEMPLAR_INTERVAL
+        return True
+
+
+class OtelHttpMetrics(Receiver):
+    """``http.server.request.duration`` through the OpenTelemetry meter of our own providers."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.duration = meter.create_histogram(
+            "http.server.request.duration", unit="s", description="Duration of HTTP server requests."
+        )
+
+    def request_finished(self, record: RequestRecord) -> None:
+        attributes: dict[str, str | int] = {
+            "http.request.method": record.method,
+            "http.response.status_code": record.status,
+        }
+        if record.route is not None:
+            attributes["http.route"] = record.route
+        self.duration.record(record.seconds, attributes)
