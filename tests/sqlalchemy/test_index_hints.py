@@ -18,13 +18,7 @@ from sqlalchemy.pool import StaticPool
 
 from slipstream.sqlalchemy import index_hints
 from slipstream.sqlalchemy.fingerprint import fingerprint
-from slipstream.sqlalchemy.index_hints import (
-    IndexAdvisor,
-    IndexHint,
-    postgres_filtered_scans,
-    sqlite_full_scans,
-    where_columns,
-)
+from slipstream.sqlalchemy.index_hints import IndexAdvisor, IndexHint
 from tests.postgres_server import PostgresDatabase
 
 pytestmark = pytest.mark.anyio
@@ -100,124 +94,6 @@ def advisor(found: list[IndexHint]) -> Iterator[IndexAdvisor]:
     advisor = IndexAdvisor(max_per_minute=100, on_hint=found.append)
     yield advisor
     advisor.close()
-
-
-# Parsing ------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("detail", "scans"),
-    [
-        ("SCAN users", ["users"]),
-        ("SCAN u", ["u"]),
-        ("SCAN TABLE users", ["users"]),
-        ("SCAN TABLE users AS u", ["u"]),
-        ('SCAN "odd ""name"""', ['odd "name"']),
-        ("SCAN users USING INDEX ix_users_email", []),
-        ("SCAN users USING COVERING INDEX ix_users_email", []),
-        ("SCAN users USING INTEGER PRIMARY KEY", []),
-        ("SCAN t VIRTUAL TABLE INDEX 0:", []),
-        ("SEARCH users USING INDEX ix_users_email (email=?)", []),
-        ("SEARCH users USING INTEGER PRIMARY KEY (rowid=?)", []),
-        ("SCAN CONSTANT ROW", []),
-        ("SCAN (subquery-1)", []),
-        ("USE TEMP B-TREE FOR ORDER BY", []),
-        ("LIST SUBQUERY 1", []),
-    ],
-)
-def test_sqlite_full_scans(detail: str, scans: list[str]) -> None:
-    assert sqlite_full_scans([(2, 0, 0, detail)]) == scans
-
-
-def test_sqlite_full_scans_reads_every_row() -> None:
-    rows = [(3, 0, 0, "SCAN o"), (5, 0, 0, "SEARCH u USING INTEGER PRIMARY KEY (rowid=?)"), (9, 7, 0, "SCAN items")]
-    assert sqlite_full_scans(rows) == ["o", "items"]
-
-
-JOIN = (
-    'SELECT u.id FROM "users" AS u JOIN orders o ON o.user_id = u.id '
-    "WHERE u.email = ? AND o.total > ? AND lower(u.name) = ? ORDER BY o.total"
-)
-
-
-@pytest.mark.parametrize(
-    ("statement", "table", "columns"),
-    [
-        ("SELECT users.id FROM users WHERE users.email = ?", "users", ("email",)),
-        ('SELECT "users"."id" FROM "users" WHERE "users"."email" = ?', "users", ("email",)),
-        ("SELECT id FROM main.users WHERE email = :email", "users", ("email",)),
-        ("SELECT id FROM users WHERE name = %(name_1)s AND email = %(email_1)s", "users", ("name", "email")),
-        ("SELECT id FROM users WHERE email = $1", "users", ("email",)),
-        ("SELECT id FROM users WHERE id > ? AND id < ? AND email <> ? AND name != ?", "users", ("id", "email", "name")),
-        ("SELECT id FROM users WHERE id >= 1 OR id <= 5", "users", ("id",)),
-        ("SELECT id FROM users WHERE email LIKE ? AND name NOT LIKE ?", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE email IN (?, ?) AND name NOT IN (?)", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE email IS NULL AND name IS NOT NULL", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE id BETWEEN ? AND ? AND name GLOB ?", "users", ("id", "name")),
-        ("SELECT id FROM users WHERE NOT (email = ?)", "users", ("email",)),
-        ("SELECT id FROM users WHERE (email) = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE email::text = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE 'x'::text = email", "users", ()),
-        ("SELECT id FROM users WHERE ? = email", "users", ()),
-        ("SELECT id FROM users WHERE lower(email) = ?", "users", ()),
-        ("SELECT id FROM users WHERE main.users.email = ?", "users", ()),
-        ("SELECT id FROM users WHERE email = 'a = b' AND name = ?", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE email = ? GROUP BY name HAVING name = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE email = ? LIMIT 1", "users", ("email",)),
-        ("SELECT id FROM users ORDER BY email", "users", ()),
-        ("SELECT id FROM users", "users", ()),
-        (JOIN, "u", ("email",)),
-        (JOIN, "users", ("email",)),
-        (JOIN, "o", ("total",)),
-        (JOIN, "orders", ("total",)),
-        ("SELECT * FROM users, orders WHERE users.email = ? AND total > ?", "users", ("email",)),
-        ("SELECT * FROM users, orders WHERE users.email = ? AND total > ?", "orders", ()),
-        ("SELECT * FROM users LEFT OUTER JOIN orders ON orders.user_id = users.id WHERE email = ?", "users", ()),
-        ("SELECT * FROM users WHERE id IN (SELECT user_id FROM orders o WHERE o.total > ?)", "orders", ("total",)),
-        ("SELECT * FROM (SELECT * FROM users) AS sub WHERE sub.email = ?", "users", ()),
-        ("WITH c AS (SELECT * FROM users) SELECT * FROM c WHERE email = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE email = ?", "orders", ()),
-    ],
-)
-def test_where_columns(statement: str, table: str, columns: tuple[str, ...]) -> None:
-    assert where_columns(statement, table) == columns
-
-
-PLAN = """\
-Hash Join  (cost=1.00..2.00 rows=1 width=8)
-  Hash Cond: (o.user_id = u.id)
-  ->  Seq Scan on orders o  (cost=0.00..1.00 rows=1 width=8)
-        Filter: (total > '100'::numeric)
-  ->  Hash  (cost=1.00..1.00 rows=1 width=8)
-        ->  Seq Scan on users u  (cost=0.00..1.00 rows=1 width=8)
-              Filter: (((u.email)::text ~~ 'a%'::text) AND (created_at > now()) AND (lower(name) = 'x'::text))
-  ->  Seq Scan on items  (cost=0.00..1.00 rows=1 width=8)
-  ->  Index Scan using ix_tags on tags  (cost=0.00..1.00 rows=1 width=8)
-        Filter: (label = 'x'::text)
-"""
-
-
-@pytest.mark.parametrize(
-    ("lines", "scans"),
-    [
-        (PLAN.splitlines(), [("orders", ("total",)), ("users", ("email", "created_at"))]),
-        (["Seq Scan on users", "  Filter: ((email)::text = 'a'::text)"], [("users", ("email",))]),
-        (["Parallel Seq Scan on users", "  Filter: (name IS NULL)"], [("users", ("name",))]),
-        (['Seq Scan on "Users" "U"', "  Filter: (\"Email\" = 'a'::text)"], [("Users", ("Email",))]),
-        (["Seq Scan on users", "  Filter: ((created)::timestamp with time zone > now())"], [("users", ("created",))]),
-        (
-            ["Seq Scan on users", "  Filter: ((id = ANY ('{1,2}'::integer[])) OR (email !~~ 'a%'::text))"],
-            [("users", ("id", "email"))],
-        ),
-        (["Seq Scan on users", "  Filter: (NOT flag)"], [("users", ())]),
-        (["Seq Scan on users", "  Filter: ((id > 1) AND (id < 9))"], [("users", ("id",))]),
-        (["Seq Scan on users  (cost=0.00..35.50 rows=2550 width=4)"], []),
-        (["Seq Scan on users", "  Output: id", "  Filter: (id > 3)"], [("users", ("id",))]),
-        (["Limit", "  ->  Seq Scan on users", "Filter: (id > 3)"], []),
-    ],
-)
-def test_postgres_filtered_scans(lines: list[str], scans: list[tuple[str, tuple[str, ...]]]) -> None:
-    assert postgres_filtered_scans(lines) == scans
 
 
 @pytest.mark.parametrize(
