@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
+import sqlalchemy as sa
 
-from slipstream.sqlalchemy.plans import postgres_filtered_scans, sqlite_full_scans
+from slipstream.sqlalchemy.plans import full_scans, postgres_filtered_scans, sqlite_full_scans
+from tests.postgres_server import PostgresDatabase
 
 
 @pytest.mark.parametrize(
@@ -71,3 +74,15 @@ Hash Join  (cost=1.00..2.00 rows=1 width=8)
 )
 def test_postgres_filtered_scans(lines: list[str], scans: list[tuple[str, tuple[str, ...]]]) -> None:
     assert postgres_filtered_scans(lines) == scans
+
+
+def test_a_failed_postgres_plan_is_rolled_back(postgres_database: PostgresDatabase) -> None:
+    engine = sa.create_engine(postgres_database.url("psycopg"))
+    try:
+        with engine.connect() as connection:
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                full_scans(connection, "SELECT * FROM missing WHERE id = 1", (), 5.0)
+            # Not left in the aborted transaction, nor with the plan's statement_timeout.
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar_one() == "0"
+    finally:
+        engine.dispose()

@@ -2,8 +2,9 @@
 
 The plan is asked for on a separate connection from the statement's engine, in the background (a worker thread
 for sync drivers, a task on the running loop for async ones), once per fingerprint and at most ``max_per_minute``
-times a minute, so the statement that triggered it is never delayed and never fails because of it. Parameter
-values are never logged.
+times a minute, so the statement that triggered it is never delayed and never fails because of it. The plan runs
+on that connection's DBAPI cursor (see ``plans.full_scans``), so the instrumentation never counts it as one of the
+app's statements. Parameter values are never logged.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class IndexAdvisor:
         async def plan() -> list[FullScan]:
             # The app's AsyncEngine for this engine if it has one: a second proxy would unregister it when collected.
             async with AsyncEngine._retrieve_proxy_for_target(engine).connect() as connection:
+                # run_sync: the adapted DBAPI cursor awaits the driver inside SQLAlchemy's greenlet.
                 return await connection.run_sync(full_scans, statement, parameters, self.timeout)
 
         try:

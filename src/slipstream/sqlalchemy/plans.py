@@ -1,5 +1,8 @@
 """Query plans: the tables a plan reads whole, and the columns it filters them on.
 
+``full_scans`` runs the plan command on the DBAPI cursor of the connection it is given, never
+through SQLAlchemy's ``execute``: the instrumentation times the app's statements in the dialect's ``do_execute``,
+and a plan the advisor asks for is not a statement of the app (not in its latency, slow queries or N+1 counts).
 SQLite's plan names the scanned table but not the filter, so the columns come from the statement's WHERE clauses;
 PostgreSQL's ``Seq Scan`` node carries its ``Filter:``, which names them.
 """
@@ -15,10 +18,12 @@ from slipstream.sqlalchemy.where_clause import compared_columns, filter_columns,
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+    from sqlalchemy.engine.interfaces import DBAPICursor
 
 __all__ = [
     "PLAN_PREFIXES",
     "FullScan",
+    "fetch_rows",
     "full_scans",
     "postgres_filtered_scans",
     "sqlite_full_scans",
@@ -92,27 +97,46 @@ def postgres_filtered_scans(lines: Iterable[str]) -> list[tuple[str, tuple[str, 
     return [(table, columns) for table, columns, _ in _postgres_scans(lines)]
 
 
-def _sqlite_plan(connection: Connection, statement: str, parameters: Any) -> list[FullScan]:
+def fetch_rows(cursor: DBAPICursor, sql: str, parameters: Any = None) -> list[Any]:
+    """Run ``sql`` on a DBAPI cursor; its rows, or none for a statement that returns no result."""
+    if parameters is None or parameters == ():
+        # Without any parameters: a pyformat driver given even an empty tuple reads every `%` as a placeholder.
+        cursor.execute(sql)
+    else:
+        cursor.execute(sql, parameters)
+    return list(cursor.fetchall()) if cursor.description is not None else []
+
+
+def _sqlite_plan(cursor: DBAPICursor, statement: str, parameters: Any) -> list[FullScan]:
     tokens = sql_tokens(statement)
     tables = statement_tables(tokens)
-    rows = connection.exec_driver_sql(PLAN_PREFIXES["sqlite"] + statement, parameters).all()
     found: list[FullScan] = []
-    for name, detail in _sqlite_scans(rows):
+    for name, detail in _sqlite_scans(fetch_rows(cursor, PLAN_PREFIXES["sqlite"] + statement, parameters)):
         table = tables.get(name.lower())
         if table is not None and (columns := compared_columns(tokens, tables, table.name)):
             found.append(FullScan(table.name, columns, detail))
     return found
 
 
-def _postgres_plan(connection: Connection, statement: str, parameters: Any, timeout: float) -> list[FullScan]:
+def _postgres_plan(cursor: DBAPICursor, statement: str, parameters: Any, timeout: float) -> list[FullScan]:
     # SET LOCAL ends with the plan's transaction, so the pooled connection keeps its own setting.
-    connection.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
-    lines = [str(row[0]) for row in connection.exec_driver_sql(PLAN_PREFIXES["postgresql"] + statement, parameters)]
+    fetch_rows(cursor, f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
+    lines = [str(row[0]) for row in fetch_rows(cursor, PLAN_PREFIXES["postgresql"] + statement, parameters)]
     return [FullScan(name, columns, node) for name, columns, node in _postgres_scans(lines) if columns]
 
 
 def full_scans(connection: Connection, statement: str, parameters: Any, timeout: float) -> list[FullScan]:
-    """The full scans in the plan of ``statement`` that filter on columns, read on ``connection``."""
-    if connection.dialect.name == "postgresql":
-        return _postgres_plan(connection, statement, parameters, timeout)
-    return _sqlite_plan(connection, statement, parameters)
+    """The full scans in the plan of ``statement`` that filter on columns, read on ``connection``.
+
+    ``parameters`` are the driver's own, as the driver got them with ``statement``. What the plan began is rolled
+    back before the connection goes back to its pool, so a failed plan never leaves it in an aborted transaction.
+    """
+    pooled = connection.connection
+    cursor = pooled.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            return _postgres_plan(cursor, statement, parameters, timeout)
+        return _sqlite_plan(cursor, statement, parameters)
+    finally:
+        cursor.close()
+        pooled.rollback()
