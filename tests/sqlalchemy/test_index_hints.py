@@ -82,6 +82,8 @@ def test_a_full_scan_on_a_filtered_column_gives_a_hint(
     assert advisor.hints == found == [hint]
     assert plans.statements == [f"EXPLAIN QUERY PLAN {statement}"]
     assert [thread.name for thread in plans.threads] == ["slipstream-index-hints"]
+    # The catalog was read (users has no index but its INTEGER PRIMARY KEY), and SQLAlchemy ran none of it.
+    assert plans.other_statements == ['PRAGMA index_list("users")', 'PRAGMA table_info("users")']
     assert plans.through_sqlalchemy == []
     [record] = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert record.name == "slipstream.sql"
@@ -101,6 +103,44 @@ def test_an_indexed_column_gives_no_hint(plans: Plans, engine: Engine, advisor: 
     assert advisor.drain(10)
     assert len(plans.statements) == 2
     assert advisor.hints == []
+
+
+@pytest.mark.parametrize(
+    ("where", "hinted"),
+    [
+        (users.c.id != 7, []),  # the INTEGER PRIMARY KEY, which is the rowid
+        (users.c.email.like("user7%"), []),  # LIKE does not use the index on email, but another index would not either
+        (sa.or_(users.c.id == 7, users.c.name == "name 3"), [("name",)]),
+        (sa.or_(users.c.email.like("user7%"), users.c.name == "name 3"), [("name",)]),
+    ],
+)
+def test_columns_that_lead_an_index_are_not_hinted(
+    plans: Plans, engine: Engine, advisor: IndexAdvisor, where: sa.ColumnElement[bool], hinted: list[tuple[str, ...]]
+) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE INDEX ix_users_email ON users (email)")
+    advise_every_statement(engine, advisor, plans)
+    with engine.connect() as connection:
+        connection.execute(sa.select(users.c.id, users.c.name).where(where)).all()
+    assert advisor.drain(10)
+    [rows] = plans.rows
+    assert [row[-1] for row in rows] == ["SCAN users"]  # a full scan all the same
+    assert [hint.columns for hint in advisor.hints] == hinted
+    assert plans.through_sqlalchemy == []
+
+
+def test_a_primary_key_that_is_not_the_rowid_is_not_hinted(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:
+    with engine.begin() as connection:
+        # INT, not INTEGER: SQLite backs this primary key with an index of its own (sqlite_autoindex_user_1).
+        connection.exec_driver_sql('CREATE TABLE "user" (id int PRIMARY KEY, name text)')
+        connection.exec_driver_sql("""INSERT INTO "user" VALUES (1, 'ann'), (2, 'bob'), (3, 'cy')""")
+    advise_every_statement(engine, advisor, plans)
+    with engine.connect() as connection:
+        connection.exec_driver_sql('SELECT * FROM "user" WHERE id != ?', (1,)).all()
+        connection.exec_driver_sql('SELECT * FROM "user" WHERE name = ?', ("bob",)).all()
+    assert advisor.drain(10)
+    assert [[row[-1] for row in rows] for rows in plans.rows] == [["SCAN user"], ["SCAN user"]]
+    assert [(hint.table, hint.columns) for hint in advisor.hints] == [("user", ("name",))]
 
 
 def test_an_aliased_table_is_hinted_by_its_name(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:

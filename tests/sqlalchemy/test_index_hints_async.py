@@ -66,6 +66,21 @@ async def test_async_sqlite_plans_on_the_loop(plans: Plans, async_engine: AsyncE
     assert AsyncEngine._retrieve_proxy_for_target(async_engine.sync_engine) is async_engine
 
 
+async def test_async_sqlite_reads_the_catalog(plans: Plans, async_engine: AsyncEngine, advisor: IndexAdvisor) -> None:
+    async with async_engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE INDEX ix_users_email ON users (email)")
+    advise_every_statement(async_engine.sync_engine, advisor, plans)
+    async with async_engine.connect() as connection:
+        await connection.execute(sa.select(users.c.id, users.c.name).where(users.c.email.like("user7%")))
+        await connection.execute(sa.select(users.c.id, users.c.name).where(users.c.id != 7))
+        await connection.execute(sa.select(users.c.id, users.c.name).where(users.c.id != 7, users.c.name == "name 3"))
+    assert await advisor.wait_idle(10)
+    # Three full scans; only name leads no index.
+    assert [[row[-1] for row in rows] for rows in plans.rows] == [["SCAN users"]] * 3
+    assert [(hint.table, hint.columns) for hint in advisor.hints] == [("users", ("name",))]
+    assert plans.through_sqlalchemy == []
+
+
 async def test_async_plan_failures_and_timeouts_are_swallowed(
     async_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,4 +1,4 @@
-"""The advisor's plans are not the app's statements: the instrumentation never times them.
+"""The advisor's plans and catalog reads are not the app's statements: the instrumentation never times them.
 
 Each test instruments an engine that has already run its setup (PostgreSQL's dialect asks the server a few
 questions on first connect), runs app statements that are all slow (threshold 0) so each is planned, waits for
@@ -34,7 +34,7 @@ def instrument(engine: sa.Engine | AsyncEngine, registry: CollectorRegistry) -> 
 
 
 def assert_only_the_apps_statements_were_timed(registry: CollectorRegistry, advisor: IndexAdvisor) -> None:
-    # The advisor did plan both statements (a hint each), yet no EXPLAIN or SET was timed.
+    # The advisor did plan both statements (a hint each), yet no EXPLAIN, SET or catalog read was timed.
     assert sorted(hint.columns for hint in advisor.hints) == [("email",), ("name",)]
     assert timed_operations(registry) == {"SELECT": 2.0}
 

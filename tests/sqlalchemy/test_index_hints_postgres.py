@@ -83,3 +83,69 @@ async def test_asyncpg_seq_scan_with_a_filter_gives_a_hint(plans: Plans, postgre
     assert plans.threads == [threading.current_thread()] * 2
     assert plans.through_sqlalchemy == []
     assert [(hint.table, hint.columns, hint.dialect) for hint in advisor.hints] == [("users", ("email",), "postgresql")]
+
+
+# A small analysed table is read whole even by its primary key: a hint for the key would be wrong.
+USER_BY_ID = sa.text('SELECT * FROM "user" WHERE id = :id').bindparams(id=1)
+USER_BY_NAME = sa.text('SELECT * FROM "user" WHERE name = :name').bindparams(name="bob")
+USER_BY_BOTH = sa.text('SELECT * FROM "user" WHERE id = :id AND name = :name').bindparams(id=1, name="bob")
+
+
+def _user_setup(connection: Connection) -> None:
+    connection.exec_driver_sql('CREATE TABLE "user"(id int primary key, name text)')
+    connection.exec_driver_sql("""INSERT INTO "user" VALUES (1, 'ann'), (2, 'bob'), (3, 'cy')""")
+    connection.exec_driver_sql('ANALYZE "user"')
+
+
+def _assert_only_name_is_hinted(plans: Plans, advisor: IndexAdvisor) -> None:
+    assert len(plans.statements) == 3
+    for index, filter_ in enumerate(("(id = 1)", "(name = 'bob'::text)", "((id = 1) AND (name = 'bob'::text))")):
+        plan = plans.plan_text(index)
+        assert plan.startswith('Seq Scan on "user"') and f"Filter: {filter_}" in plan
+    # The key's query (the first) gave no hint; the other two the same one, without the key.
+    assert [(hint.table, hint.columns, hint.dialect) for hint in advisor.hints] == [("user", ("name",), "postgresql")]
+    assert plans.through_sqlalchemy == []
+
+
+def test_postgres_primary_key_read_by_a_seq_scan_is_not_hinted(
+    plans: Plans, postgres_database: PostgresDatabase
+) -> None:
+    engine = sa.create_engine(postgres_database.url("psycopg"))
+    advisor = IndexAdvisor(max_per_minute=100)
+    try:
+        with engine.begin() as connection:
+            _user_setup(connection)
+        advise_every_statement(engine, advisor, plans)
+        with engine.connect() as connection:
+            connection.execute(USER_BY_ID).all()
+            assert advisor.drain(10)
+            assert advisor.hints == []
+            connection.execute(USER_BY_NAME).all()
+            connection.execute(USER_BY_BOTH).all()
+        assert advisor.drain(10)
+    finally:
+        advisor.close()
+        engine.dispose()
+    _assert_only_name_is_hinted(plans, advisor)
+
+
+async def test_asyncpg_primary_key_read_by_a_seq_scan_is_not_hinted(
+    plans: Plans, postgres_database: PostgresDatabase
+) -> None:
+    engine = create_async_engine(postgres_database.url("asyncpg"))
+    advisor = IndexAdvisor(max_per_minute=100)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_user_setup)
+        advise_every_statement(engine.sync_engine, advisor, plans)
+        async with engine.connect() as connection:
+            await connection.execute(USER_BY_ID)
+            assert await advisor.wait_idle(10)
+            assert advisor.hints == []
+            await connection.execute(USER_BY_NAME)
+            await connection.execute(USER_BY_BOTH)
+        assert await advisor.wait_idle(10)
+    finally:
+        advisor.close()
+        await engine.dispose()
+    _assert_only_name_is_hinted(plans, advisor)

@@ -2,9 +2,11 @@
 
 The plan is asked for on a separate connection from the statement's engine, in the background (a worker thread
 for sync drivers, a task on the running loop for async ones), once per fingerprint and at most ``max_per_minute``
-times a minute, so the statement that triggered it is never delayed and never fails because of it. The plan runs
-on that connection's DBAPI cursor (see ``plans.full_scans``), so the instrumentation never counts it as one of the
-app's statements. Parameter values are never logged.
+times a minute, so the statement that triggered it is never delayed and never fails because of it. The plan and
+the catalog reads run on that connection's DBAPI cursor (see ``plans.full_scans``), so the instrumentation never
+counts them as the app's statements. A column that already leads an index is never hinted; the indexes are read
+afresh with each plan rather than cached, since plans are few (rate-limited, one per fingerprint) and a cache would
+miss an index created or dropped since. Parameter values are never logged.
 """
 
 from __future__ import annotations
