@@ -1,86 +1,37 @@
+"""The index advisor on SQLite (sync): when it plans, what it hints, and how it stays off the statement's path."""
+
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from slipstream.sqlalchemy import index_hints
 from slipstream.sqlalchemy.fingerprint import fingerprint
-from slipstream.sqlalchemy.index_hints import (
-    IndexAdvisor,
-    IndexHint,
-    postgres_filtered_scans,
-    sqlite_full_scans,
-    where_columns,
-)
-from tests.postgres_server import PostgresDatabase
-
-pytestmark = pytest.mark.anyio
-
-metadata = sa.MetaData()
-users = sa.Table(
-    "users",
+from slipstream.sqlalchemy.index_hints import IndexAdvisor, IndexHint
+from tests.sqlalchemy.index_hint_support import (
+    SECRET,
+    Plans,
+    advise_every_statement,
+    by_email,
+    make_sqlite_database,
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("email", sa.Text),
-    sa.Column("name", sa.Text),
+    record_plans,
+    users,
 )
-ROWS = [{"id": n, "email": f"user{n}@example.com", "name": f"name {n % 50}"} for n in range(1, 2001)]
-SECRET = "user7@example.com"  # a parameter value: never in a log line
-
-
-@dataclass
-class Plans:
-    """The plan commands an engine ran, and the thread each ran on."""
-
-    statements: list[str] = field(default_factory=list)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-
-def advise_every_statement(engine: Engine, advisor: IndexAdvisor) -> Plans:
-    """Hands every statement to the advisor after it ran, as the slow-query path does, and records plan commands."""
-    plans = Plans()
-
-    def before(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if statement.startswith("EXPLAIN"):
-            plans.statements.append(statement)
-            plans.threads.append(threading.current_thread())
-
-    def after(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        advisor.consider(conn, fingerprint(statement), statement, parameters)
-
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "after_cursor_execute", after)
-    return plans
-
-
-def by_email(value: str = SECRET) -> sa.Select[Any]:
-    return sa.select(users.c.id, users.c.name).where(users.c.email == value)
 
 
 @pytest.fixture
 def sqlite_path(tmp_path: Path) -> Path:
-    path = tmp_path / "app.db"
-    engine = sa.create_engine(f"sqlite:///{path}")
-    try:
-        with engine.begin() as connection:
-            metadata.create_all(connection)
-            connection.execute(users.insert(), ROWS)
-    finally:
-        engine.dispose()
-    return path
+    return make_sqlite_database(tmp_path / "app.db")
 
 
 @pytest.fixture
@@ -102,122 +53,9 @@ def advisor(found: list[IndexHint]) -> Iterator[IndexAdvisor]:
     advisor.close()
 
 
-# Parsing ------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("detail", "scans"),
-    [
-        ("SCAN users", ["users"]),
-        ("SCAN u", ["u"]),
-        ("SCAN TABLE users", ["users"]),
-        ("SCAN TABLE users AS u", ["u"]),
-        ('SCAN "odd ""name"""', ['odd "name"']),
-        ("SCAN users USING INDEX ix_users_email", []),
-        ("SCAN users USING COVERING INDEX ix_users_email", []),
-        ("SCAN users USING INTEGER PRIMARY KEY", []),
-        ("SCAN t VIRTUAL TABLE INDEX 0:", []),
-        ("SEARCH users USING INDEX ix_users_email (email=?)", []),
-        ("SEARCH users USING INTEGER PRIMARY KEY (rowid=?)", []),
-        ("SCAN CONSTANT ROW", []),
-        ("SCAN (subquery-1)", []),
-        ("USE TEMP B-TREE FOR ORDER BY", []),
-        ("LIST SUBQUERY 1", []),
-    ],
-)
-def test_sqlite_full_scans(detail: str, scans: list[str]) -> None:
-    assert sqlite_full_scans([(2, 0, 0, detail)]) == scans
-
-
-def test_sqlite_full_scans_reads_every_row() -> None:
-    rows = [(3, 0, 0, "SCAN o"), (5, 0, 0, "SEARCH u USING INTEGER PRIMARY KEY (rowid=?)"), (9, 7, 0, "SCAN items")]
-    assert sqlite_full_scans(rows) == ["o", "items"]
-
-
-JOIN = (
-    'SELECT u.id FROM "users" AS u JOIN orders o ON o.user_id = u.id '
-    "WHERE u.email = ? AND o.total > ? AND lower(u.name) = ? ORDER BY o.total"
-)
-
-
-@pytest.mark.parametrize(
-    ("statement", "table", "columns"),
-    [
-        ("SELECT users.id FROM users WHERE users.email = ?", "users", ("email",)),
-        ('SELECT "users"."id" FROM "users" WHERE "users"."email" = ?', "users", ("email",)),
-        ("SELECT id FROM main.users WHERE email = :email", "users", ("email",)),
-        ("SELECT id FROM users WHERE name = %(name_1)s AND email = %(email_1)s", "users", ("name", "email")),
-        ("SELECT id FROM users WHERE email = $1", "users", ("email",)),
-        ("SELECT id FROM users WHERE id > ? AND id < ? AND email <> ? AND name != ?", "users", ("id", "email", "name")),
-        ("SELECT id FROM users WHERE id >= 1 OR id <= 5", "users", ("id",)),
-        ("SELECT id FROM users WHERE email LIKE ? AND name NOT LIKE ?", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE email IN (?, ?) AND name NOT IN (?)", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE email IS NULL AND name IS NOT NULL", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE id BETWEEN ? AND ? AND name GLOB ?", "users", ("id", "name")),
-        ("SELECT id FROM users WHERE NOT (email = ?)", "users", ("email",)),
-        ("SELECT id FROM users WHERE (email) = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE email::text = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE 'x'::text = email", "users", ()),
-        ("SELECT id FROM users WHERE ? = email", "users", ()),
-        ("SELECT id FROM users WHERE lower(email) = ?", "users", ()),
-        ("SELECT id FROM users WHERE main.users.email = ?", "users", ()),
-        ("SELECT id FROM users WHERE email = 'a = b' AND name = ?", "users", ("email", "name")),
-        ("SELECT id FROM users WHERE email = ? GROUP BY name HAVING name = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE email = ? LIMIT 1", "users", ("email",)),
-        ("SELECT id FROM users ORDER BY email", "users", ()),
-        ("SELECT id FROM users", "users", ()),
-        (JOIN, "u", ("email",)),
-        (JOIN, "users", ("email",)),
-        (JOIN, "o", ("total",)),
-        (JOIN, "orders", ("total",)),
-        ("SELECT * FROM users, orders WHERE users.email = ? AND total > ?", "users", ("email",)),
-        ("SELECT * FROM users, orders WHERE users.email = ? AND total > ?", "orders", ()),
-        ("SELECT * FROM users LEFT OUTER JOIN orders ON orders.user_id = users.id WHERE email = ?", "users", ()),
-        ("SELECT * FROM users WHERE id IN (SELECT user_id FROM orders o WHERE o.total > ?)", "orders", ("total",)),
-        ("SELECT * FROM (SELECT * FROM users) AS sub WHERE sub.email = ?", "users", ()),
-        ("WITH c AS (SELECT * FROM users) SELECT * FROM c WHERE email = ?", "users", ("email",)),
-        ("SELECT id FROM users WHERE email = ?", "orders", ()),
-    ],
-)
-def test_where_columns(statement: str, table: str, columns: tuple[str, ...]) -> None:
-    assert where_columns(statement, table) == columns
-
-
-PLAN = """\
-Hash Join  (cost=1.00..2.00 rows=1 width=8)
-  Hash Cond: (o.user_id = u.id)
-  ->  Seq Scan on orders o  (cost=0.00..1.00 rows=1 width=8)
-        Filter: (total > '100'::numeric)
-  ->  Hash  (cost=1.00..1.00 rows=1 width=8)
-        ->  Seq Scan on users u  (cost=0.00..1.00 rows=1 width=8)
-              Filter: (((u.email)::text ~~ 'a%'::text) AND (created_at > now()) AND (lower(name) = 'x'::text))
-  ->  Seq Scan on items  (cost=0.00..1.00 rows=1 width=8)
-  ->  Index Scan using ix_tags on tags  (cost=0.00..1.00 rows=1 width=8)
-        Filter: (label = 'x'::text)
-"""
-
-
-@pytest.mark.parametrize(
-    ("lines", "scans"),
-    [
-        (PLAN.splitlines(), [("orders", ("total",)), ("users", ("email", "created_at"))]),
-        (["Seq Scan on users", "  Filter: ((email)::text = 'a'::text)"], [("users", ("email",))]),
-        (["Parallel Seq Scan on users", "  Filter: (name IS NULL)"], [("users", ("name",))]),
-        (['Seq Scan on "Users" "U"', "  Filter: (\"Email\" = 'a'::text)"], [("Users", ("Email",))]),
-        (["Seq Scan on users", "  Filter: ((created)::timestamp with time zone > now())"], [("users", ("created",))]),
-        (
-            ["Seq Scan on users", "  Filter: ((id = ANY ('{1,2}'::integer[])) OR (email !~~ 'a%'::text))"],
-            [("users", ("id", "email"))],
-        ),
-        (["Seq Scan on users", "  Filter: (NOT flag)"], [("users", ())]),
-        (["Seq Scan on users", "  Filter: ((id > 1) AND (id < 9))"], [("users", ("id",))]),
-        (["Seq Scan on users  (cost=0.00..35.50 rows=2550 width=4)"], []),
-        (["Seq Scan on users", "  Output: id", "  Filter: (id > 3)"], [("users", ("id",))]),
-        (["Limit", "  ->  Seq Scan on users", "Filter: (id > 3)"], []),
-    ],
-)
-def test_postgres_filtered_scans(lines: list[str], scans: list[tuple[str, tuple[str, ...]]]) -> None:
-    assert postgres_filtered_scans(lines) == scans
+@pytest.fixture
+def plans(monkeypatch: pytest.MonkeyPatch) -> Plans:
+    return record_plans(monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -232,10 +70,10 @@ def test_arguments_are_checked(arguments: dict[str, Any]) -> None:
 
 
 def test_a_full_scan_on_a_filtered_column_gives_a_hint(
-    engine: Engine, advisor: IndexAdvisor, found: list[IndexHint], caplog: pytest.LogCaptureFixture
+    plans: Plans, engine: Engine, advisor: IndexAdvisor, found: list[IndexHint], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="slipstream.sql")
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         assert connection.execute(by_email()).one().id == 7
         statement = str(by_email().compile(engine))
@@ -244,6 +82,9 @@ def test_a_full_scan_on_a_filtered_column_gives_a_hint(
     assert advisor.hints == found == [hint]
     assert plans.statements == [f"EXPLAIN QUERY PLAN {statement}"]
     assert [thread.name for thread in plans.threads] == ["slipstream-index-hints"]
+    # The catalog was read (users has no index but its INTEGER PRIMARY KEY), and SQLAlchemy ran none of it.
+    assert plans.other_statements == ['PRAGMA index_list("users")', 'PRAGMA table_info("users")']
+    assert plans.through_sqlalchemy == []
     [record] = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert record.name == "slipstream.sql"
     assert record.getMessage() == f"index hint: users(email) would avoid a full scan for: {hint.fingerprint}"
@@ -252,10 +93,10 @@ def test_a_full_scan_on_a_filtered_column_gives_a_hint(
     assert SECRET not in caplog.text
 
 
-def test_an_indexed_column_gives_no_hint(engine: Engine, advisor: IndexAdvisor) -> None:
+def test_an_indexed_column_gives_no_hint(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:
     with engine.begin() as connection:
         connection.exec_driver_sql("CREATE INDEX ix_users_email ON users(email)")
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         connection.execute(by_email()).one()
         connection.execute(sa.select(users.c.id).where(users.c.id == 7)).one()
@@ -264,8 +105,46 @@ def test_an_indexed_column_gives_no_hint(engine: Engine, advisor: IndexAdvisor) 
     assert advisor.hints == []
 
 
-def test_an_aliased_table_is_hinted_by_its_name(engine: Engine, advisor: IndexAdvisor) -> None:
-    plans = advise_every_statement(engine, advisor)
+@pytest.mark.parametrize(
+    ("where", "hinted"),
+    [
+        (users.c.id != 7, []),  # the INTEGER PRIMARY KEY, which is the rowid
+        (users.c.email.like("user7%"), []),  # LIKE does not use the index on email, but another index would not either
+        (sa.or_(users.c.id == 7, users.c.name == "name 3"), [("name",)]),
+        (sa.or_(users.c.email.like("user7%"), users.c.name == "name 3"), [("name",)]),
+    ],
+)
+def test_columns_that_lead_an_index_are_not_hinted(
+    plans: Plans, engine: Engine, advisor: IndexAdvisor, where: sa.ColumnElement[bool], hinted: list[tuple[str, ...]]
+) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE INDEX ix_users_email ON users (email)")
+    advise_every_statement(engine, advisor, plans)
+    with engine.connect() as connection:
+        connection.execute(sa.select(users.c.id, users.c.name).where(where)).all()
+    assert advisor.drain(10)
+    [rows] = plans.rows
+    assert [row[-1] for row in rows] == ["SCAN users"]  # a full scan all the same
+    assert [hint.columns for hint in advisor.hints] == hinted
+    assert plans.through_sqlalchemy == []
+
+
+def test_a_primary_key_that_is_not_the_rowid_is_not_hinted(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:
+    with engine.begin() as connection:
+        # INT, not INTEGER: SQLite backs this primary key with an index of its own (sqlite_autoindex_user_1).
+        connection.exec_driver_sql('CREATE TABLE "user" (id int PRIMARY KEY, name text)')
+        connection.exec_driver_sql("""INSERT INTO "user" VALUES (1, 'ann'), (2, 'bob'), (3, 'cy')""")
+    advise_every_statement(engine, advisor, plans)
+    with engine.connect() as connection:
+        connection.exec_driver_sql('SELECT * FROM "user" WHERE id != ?', (1,)).all()
+        connection.exec_driver_sql('SELECT * FROM "user" WHERE name = ?', ("bob",)).all()
+    assert advisor.drain(10)
+    assert [[row[-1] for row in rows] for rows in plans.rows] == [["SCAN user"], ["SCAN user"]]
+    assert [(hint.table, hint.columns) for hint in advisor.hints] == [("user", ("name",))]
+
+
+def test_an_aliased_table_is_hinted_by_its_name(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:
+    advise_every_statement(engine, advisor, plans)
     u = users.alias("u")
     with engine.connect() as connection:
         connection.execute(sa.select(u.c.id).where(u.c.name == "name 3", u.c.email.like("user%"))).all()
@@ -274,8 +153,8 @@ def test_an_aliased_table_is_hinted_by_its_name(engine: Engine, advisor: IndexAd
     assert [(hint.table, hint.columns, hint.plan) for hint in advisor.hints] == [("users", ("name", "email"), "SCAN u")]
 
 
-def test_a_full_scan_without_a_filter_is_no_hint(engine: Engine, advisor: IndexAdvisor) -> None:
-    plans = advise_every_statement(engine, advisor)
+def test_a_full_scan_without_a_filter_is_no_hint(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         connection.execute(sa.select(users.c.id).order_by(users.c.name).limit(3)).all()
     assert advisor.drain(10)
@@ -283,8 +162,8 @@ def test_a_full_scan_without_a_filter_is_no_hint(engine: Engine, advisor: IndexA
     assert advisor.hints == []
 
 
-def test_writes_are_never_planned(engine: Engine, advisor: IndexAdvisor) -> None:
-    plans = advise_every_statement(engine, advisor)
+def test_writes_are_never_planned(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:
+    advise_every_statement(engine, advisor, plans)
     with engine.begin() as connection:
         connection.execute(users.update().where(users.c.email == SECRET).values(name="x"))
         connection.execute(users.insert().values(id=5000, email="new@example.com", name="new"))
@@ -294,8 +173,8 @@ def test_writes_are_never_planned(engine: Engine, advisor: IndexAdvisor) -> None
     assert advisor.hints == []
 
 
-def test_a_fingerprint_is_planned_once(engine: Engine, advisor: IndexAdvisor) -> None:
-    plans = advise_every_statement(engine, advisor)
+def test_a_fingerprint_is_planned_once(plans: Plans, engine: Engine, advisor: IndexAdvisor) -> None:
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         for n in range(1, 6):
             connection.execute(by_email(f"user{n}@example.com")).all()
@@ -306,10 +185,10 @@ def test_a_fingerprint_is_planned_once(engine: Engine, advisor: IndexAdvisor) ->
     assert [(hint.table, hint.columns) for hint in advisor.hints] == [("users", ("email",))]
 
 
-def test_plans_are_rate_limited_per_minute(engine: Engine, found: list[IndexHint]) -> None:
+def test_plans_are_rate_limited_per_minute(plans: Plans, engine: Engine, found: list[IndexHint]) -> None:
     now = [1000.0]
     advisor = IndexAdvisor(max_per_minute=2, clock=lambda: now[0])
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     queries = [sa.select(users.c.id).where(column == "x") for column in (users.c.email, users.c.name, users.c.id)]
     try:
         with engine.connect() as connection:
@@ -332,9 +211,9 @@ def test_plans_are_rate_limited_per_minute(engine: Engine, found: list[IndexHint
     assert [hint.columns for hint in advisor.hints] == [("email",), ("name",)]
 
 
-def test_no_plans_with_a_zero_rate(engine: Engine) -> None:
+def test_no_plans_with_a_zero_rate(plans: Plans, engine: Engine) -> None:
     advisor = IndexAdvisor(max_per_minute=0)
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         connection.execute(by_email()).all()
     assert advisor.drain(10)
@@ -342,9 +221,9 @@ def test_no_plans_with_a_zero_rate(engine: Engine) -> None:
     assert plans.statements == []
 
 
-def test_remembered_fingerprints_and_hints_are_bounded(engine: Engine) -> None:
+def test_remembered_fingerprints_and_hints_are_bounded(plans: Plans, engine: Engine) -> None:
     advisor = IndexAdvisor(max_per_minute=100, max_hints=1, max_fingerprints=1)
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     try:
         with engine.connect() as connection:
             for column in (users.c.email, users.c.name, users.c.email):
@@ -357,10 +236,10 @@ def test_remembered_fingerprints_and_hints_are_bounded(engine: Engine) -> None:
     assert [hint.columns for hint in advisor.hints] == [("email",)]
 
 
-def test_the_statement_does_not_wait_for_its_plan(sqlite_path: Path, advisor: IndexAdvisor) -> None:
+def test_the_statement_does_not_wait_for_its_plan(plans: Plans, sqlite_path: Path, advisor: IndexAdvisor) -> None:
     # One pooled connection: the plan needs it, and the statement's connection holds it until the block ends.
     engine = sa.create_engine(f"sqlite:///{sqlite_path}", pool_size=1, max_overflow=0, pool_timeout=10)
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     try:
         with engine.connect() as connection:
             started = time.monotonic()
@@ -376,7 +255,7 @@ def test_the_statement_does_not_wait_for_its_plan(sqlite_path: Path, advisor: In
 
 
 def test_failing_plans_are_logged_without_parameters(
-    engine: Engine, advisor: IndexAdvisor, caplog: pytest.LogCaptureFixture
+    plans: Plans, engine: Engine, advisor: IndexAdvisor, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="slipstream.sql")
     missing = "SELECT id FROM gone WHERE email = ?"
@@ -394,7 +273,7 @@ def test_failing_plans_are_logged_without_parameters(
     ]
     assert SECRET not in caplog.text
     # The worker survived: the next plan still runs.
-    advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         connection.execute(sa.select(users.c.id).where(users.c.name == "x")).all()
     assert advisor.drain(10)
@@ -419,12 +298,12 @@ def test_executemany_parameters_plan_with_the_first_set(engine: Engine, advisor:
     assert [hint.columns for hint in advisor.hints] == [("email",)]
 
 
-def test_a_failing_on_hint_does_not_stop_the_advisor(engine: Engine) -> None:
+def test_a_failing_on_hint_does_not_stop_the_advisor(plans: Plans, engine: Engine) -> None:
     def on_hint(hint: IndexHint) -> None:
         raise RuntimeError("callback failed")
 
     advisor = IndexAdvisor(on_hint=on_hint)
-    advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         connection.execute(by_email()).all()
         connection.execute(sa.select(users.c.id).where(users.c.name == "x")).all()
@@ -433,9 +312,9 @@ def test_a_failing_on_hint_does_not_stop_the_advisor(engine: Engine) -> None:
     assert [hint.columns for hint in advisor.hints] == [("email",), ("name",)]
 
 
-def test_in_memory_and_static_pool_databases_are_not_planned(advisor: IndexAdvisor) -> None:
+def test_in_memory_and_static_pool_databases_are_not_planned(plans: Plans, advisor: IndexAdvisor) -> None:
     for engine in (sa.create_engine("sqlite://"), sa.create_engine("sqlite://", poolclass=StaticPool)):
-        plans = advise_every_statement(engine, advisor)
+        advise_every_statement(engine, advisor, plans)
         try:
             with engine.begin() as connection:
                 metadata.create_all(connection)
@@ -446,9 +325,9 @@ def test_in_memory_and_static_pool_databases_are_not_planned(advisor: IndexAdvis
             engine.dispose()
 
 
-def test_close_stops_planning(engine: Engine) -> None:
+def test_close_stops_planning(plans: Plans, engine: Engine) -> None:
     advisor = IndexAdvisor()
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     with engine.connect() as connection:
         connection.execute(by_email()).all()
         assert advisor.drain(10)
@@ -460,10 +339,10 @@ def test_close_stops_planning(engine: Engine) -> None:
     assert not plans.threads[0].is_alive()
 
 
-def test_plans_queued_before_close_are_dropped(sqlite_path: Path) -> None:
+def test_plans_queued_before_close_are_dropped(plans: Plans, sqlite_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{sqlite_path}", pool_size=1, max_overflow=0, pool_timeout=10)
     advisor = IndexAdvisor()
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
     try:
         with engine.connect() as connection:
             connection.execute(by_email()).all()  # its plan waits for this connection
@@ -481,10 +360,10 @@ def test_plans_queued_before_close_are_dropped(sqlite_path: Path) -> None:
 
 
 def test_an_idle_worker_thread_exits_and_a_new_one_starts(
-    engine: Engine, advisor: IndexAdvisor, monkeypatch: pytest.MonkeyPatch
+    plans: Plans, engine: Engine, advisor: IndexAdvisor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(index_hints, "_WORKER_IDLE", 0.05)
-    plans = advise_every_statement(engine, advisor)
+    advise_every_statement(engine, advisor, plans)
 
     with engine.connect() as connection:
         connection.execute(by_email()).all()
@@ -508,140 +387,3 @@ def test_scheduling_failures_are_swallowed(engine: Engine, advisor: IndexAdvisor
     advisor.consider(Broken(), fingerprint(statement), statement, ())  # type: ignore[arg-type]
     assert advisor.drain(1)
     assert advisor.hints == []
-
-
-# SQLite, async ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def async_engine(sqlite_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{sqlite_path}")
-    yield engine
-    await engine.dispose()
-
-
-async def test_async_sqlite_plans_on_the_loop(async_engine: AsyncEngine, advisor: IndexAdvisor) -> None:
-    plans = advise_every_statement(async_engine.sync_engine, advisor)
-    async with async_engine.connect() as connection:
-        assert (await connection.execute(by_email())).one().id == 7
-        await connection.execute(sa.update(users).where(users.c.name == "x").values(name="y"))
-    assert await advisor.wait_idle(10)
-    assert len(plans.statements) == 1
-    assert plans.threads == [threading.current_thread()]
-    [hint] = advisor.hints
-    assert (hint.table, hint.columns, hint.plan, hint.dialect) == ("users", ("email",), "SCAN users", "sqlite")
-    # The app's AsyncEngine is still the proxy SQLAlchemy finds for its sync engine.
-    assert AsyncEngine._retrieve_proxy_for_target(async_engine.sync_engine) is async_engine
-
-
-async def test_async_plan_failures_and_timeouts_are_swallowed(
-    async_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="slipstream.sql")
-    advisor = IndexAdvisor(timeout=0.000001)
-    missing = "SELECT id FROM gone WHERE email = ?"
-    async with async_engine.connect() as connection:
-        await connection.run_sync(lambda sync: advisor.consider(sync, fingerprint(missing), missing, (SECRET,)))
-    assert await advisor.wait_idle(10)
-    advisor.close()
-    assert advisor.hints == []
-    assert "failed: TimeoutError" in caplog.text
-    assert SECRET not in caplog.text
-
-
-async def test_close_cancels_pending_plan_tasks(sqlite_path: Path) -> None:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{sqlite_path}", pool_size=1, max_overflow=0)
-    advisor = IndexAdvisor()
-    plans = advise_every_statement(engine.sync_engine, advisor)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(by_email())  # its plan waits for this connection
-            advisor.close()
-        assert await advisor.wait_idle(10)
-    finally:
-        await engine.dispose()
-    assert plans.statements == []
-    assert advisor.hints == []
-
-
-async def test_wait_idle_waits_for_the_worker_thread(sqlite_path: Path, advisor: IndexAdvisor) -> None:
-    engine = sa.create_engine(f"sqlite:///{sqlite_path}", pool_size=1, max_overflow=0, pool_timeout=10)
-    plans = advise_every_statement(engine, advisor)
-    try:
-        connection = engine.connect()
-        connection.execute(by_email()).all()  # its plan waits in the worker until the connection is back
-        asyncio.get_running_loop().call_later(0.1, connection.close)
-        assert await advisor.wait_idle(10)
-    finally:
-        engine.dispose()
-    assert len(plans.statements) == 1
-    assert [hint.columns for hint in advisor.hints] == [("email",)]
-
-
-async def test_wait_idle_gives_up_at_the_timeout(sqlite_path: Path, advisor: IndexAdvisor) -> None:
-    engine = sa.create_engine(f"sqlite:///{sqlite_path}", pool_size=1, max_overflow=0, pool_timeout=10)
-    advise_every_statement(engine, advisor)
-    try:
-        with engine.connect() as connection:
-            connection.execute(by_email()).all()
-            assert not await advisor.wait_idle(0.05)
-        assert await advisor.wait_idle(10)
-    finally:
-        engine.dispose()
-
-
-# PostgreSQL ---------------------------------------------------------------------------------------------------
-
-
-def _postgres_setup(connection: Connection) -> None:
-    metadata.create_all(connection)
-    connection.exec_driver_sql(
-        "INSERT INTO users (id, email, name) "
-        "SELECT n, 'user' || n || '@example.com', 'name ' || mod(n, 50) FROM generate_series(1, 20000) AS n"
-    )
-    connection.exec_driver_sql("CREATE INDEX ix_users_name ON users (name)")
-    connection.exec_driver_sql("ANALYZE users")
-
-
-def test_postgres_seq_scan_with_a_filter_gives_a_hint(postgres_database: PostgresDatabase) -> None:
-    engine = sa.create_engine(postgres_database.url("psycopg"), pool_size=1, max_overflow=0)
-    advisor = IndexAdvisor()
-    try:
-        with engine.begin() as connection:
-            _postgres_setup(connection)
-        plans = advise_every_statement(engine, advisor)
-        with engine.connect() as connection:
-            assert connection.execute(by_email()).one().id == 7
-            connection.execute(sa.select(users.c.id).where(users.c.name == "name 3")).all()
-        assert advisor.drain(10)
-        with engine.connect() as connection:
-            # SET LOCAL ended with the plan's transaction: the pooled connection kept its own setting.
-            assert connection.exec_driver_sql("SHOW statement_timeout").scalar_one() == "0"
-    finally:
-        advisor.close()
-        engine.dispose()
-    assert len(plans.statements) == 2
-    assert all(statement.startswith("EXPLAIN SELECT") for statement in plans.statements)
-    [hint] = advisor.hints
-    assert (hint.table, hint.columns, hint.dialect) == ("users", ("email",), "postgresql")
-    assert hint.plan.startswith("Seq Scan on users")
-    assert SECRET not in hint.plan
-
-
-async def test_asyncpg_seq_scan_with_a_filter_gives_a_hint(postgres_database: PostgresDatabase) -> None:
-    engine = create_async_engine(postgres_database.url("asyncpg"))
-    advisor = IndexAdvisor()
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_postgres_setup)
-        plans = advise_every_statement(engine.sync_engine, advisor)
-        async with engine.connect() as connection:
-            assert (await connection.execute(by_email())).one().id == 7
-            await connection.execute(sa.select(users.c.id).where(users.c.name == "name 3"))
-        assert await advisor.wait_idle(10)
-    finally:
-        advisor.close()
-        await engine.dispose()
-    assert len(plans.statements) == 2
-    assert plans.threads == [threading.current_thread()] * 2
-    assert [(hint.table, hint.columns, hint.dialect) for hint in advisor.hints] == [("users", ("email",), "postgresql")]

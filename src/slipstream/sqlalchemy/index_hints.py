@@ -2,62 +2,40 @@
 
 The plan is asked for on a separate connection from the statement's engine, in the background (a worker thread
 for sync drivers, a task on the running loop for async ones), once per fingerprint and at most ``max_per_minute``
-times a minute, so the statement that triggered it is never delayed and never fails because of it. SQLite's plan
-names the scanned table but not the filter, so the columns come from the statement's WHERE clauses; PostgreSQL's
-``Seq Scan`` node carries its ``Filter:``, which names them. Parameter values are never logged.
+times a minute, so the statement that triggered it is never delayed and never fails because of it. The plan and
+the catalog reads run on that connection's DBAPI cursor (see ``plans.full_scans``), so the instrumentation never
+counts them as the app's statements. A column that already leads an index is never hinted; the indexes are read
+afresh with each plan rather than cached, since plans are few (rate-limited, one per fingerprint) and a cache would
+miss an index created or dropped since. Parameter values are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
+
+from slipstream.sqlalchemy.plans import PLAN_PREFIXES, FullScan, full_scans, postgres_filtered_scans, sqlite_full_scans
+from slipstream.sqlalchemy.where_clause import where_columns
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from slipstream.sqlalchemy.fingerprint import Fingerprint
 
+# The plan readers lived here before the split; they stay importable from here.
 __all__ = ["IndexAdvisor", "IndexHint", "postgres_filtered_scans", "sqlite_full_scans", "where_columns"]
 
 log = logging.getLogger("slipstream.sql")
 
-_PLAN_PREFIXES = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN "}
 _WORKER_IDLE = 30.0  # seconds an idle worker thread waits for more plans before it exits
-
-_TOKEN = re.compile(
-    r"""(?P<string>'(?:[^']|'')*')
-    |(?P<quoted>"(?:[^"]|"")+")
-    |(?P<cast>::)
-    |(?P<param>\?|\$\d+|%\([^)]*\)s|%s|:\w+)
-    |(?P<word>[A-Za-z_][A-Za-z0-9_$]*)
-    |(?P<number>\d+(?:\.\d*)?)
-    |(?P<op><>|!=|<=|>=|!~~\*?|~~\*?|!~\*?|~\*?|=|<|>)
-    |(?P<punct>[().,\[\]])""",
-    re.VERBOSE,
-)
-_KEYWORDS = frozenset(
-    "ALL AND ANY AS ASC BETWEEN BY CASE CROSS DESC DISTINCT ELSE END ESCAPE EXCEPT EXISTS FALSE FETCH FOR FROM FULL "
-    "GLOB GROUP HAVING ILIKE IN INDEXED INNER INTERSECT IS JOIN LEFT LIKE LIMIT NATURAL NOT NULL OFFSET ON OR ORDER "
-    "OUTER REGEXP RETURNING RIGHT SELECT SET SOME THEN TRUE UNION USING VALUES WHEN WHERE WINDOW".split()
-)
-_CLAUSE_ENDS = frozenset("EXCEPT FETCH FOR GROUP HAVING INTERSECT LIMIT OFFSET ORDER RETURNING UNION WINDOW".split())
-_WORD_OPERATORS = frozenset("BETWEEN GLOB ILIKE IN IS LIKE REGEXP".split())
-_NEGATED_OPERATORS = frozenset("BETWEEN GLOB ILIKE IN LIKE REGEXP".split())
-_SQLITE_SCAN = re.compile(r'SCAN (?:TABLE )?("(?:[^"]|"")+"|[^\s(]\S*)(?: AS (\S+))?(.*)')
-_SQLITE_INDEXED = ("USING INDEX", "USING COVERING INDEX", "USING INTEGER PRIMARY KEY", "VIRTUAL TABLE")
-_PG_SEQ_SCAN = re.compile(r'(?:Parallel )?Seq Scan on ("(?:[^"]|"")+"|[^\s(]+)')
-
-Token = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,189 +47,6 @@ class IndexHint:
     fingerprint: str
     plan: str
     dialect: str
-
-
-def _tokens(text: str) -> list[Token]:
-    found: list[Token] = []
-    for match in _TOKEN.finditer(text):
-        kind = match.lastgroup
-        assert kind is not None
-        found.append((kind, match.group()))
-    return found
-
-
-def _name(token: Token) -> str | None:
-    """The identifier a token spells (quotes removed), or None for keywords and everything else."""
-    kind, text = token
-    if kind == "quoted":
-        return text[1:-1].replace('""', '"')
-    if kind == "word" and text.upper() not in _KEYWORDS:
-        return text
-    return None
-
-
-def _is_comparison(tokens: list[Token], k: int) -> bool:
-    kind, text = tokens[k]
-    if kind == "op":
-        return True
-    if kind != "word":
-        return False
-    upper = text.upper()
-    if upper in _WORD_OPERATORS:
-        return True
-    return upper == "NOT" and k + 1 < len(tokens) and tokens[k + 1][1].upper() in _NEGATED_OPERATORS
-
-
-def _left_operand(tokens: list[Token], k: int) -> tuple[str | None, str] | None:
-    """``(qualifier, column)`` compared by the operator at ``k``: ``col``, ``t.col``, ``(col)::type``, or None."""
-    j = k - 1
-    # Step back over casts: `(expr)::character varying` leaves j on the `)` that closes the cast expression.
-    m = j
-    while m >= 0 and m > j - 5 and _name(tokens[m]) is not None:
-        m -= 1
-    if m < j and m >= 0 and tokens[m][1] == "::":
-        j = m - 1
-    wrapped = j >= 0 and tokens[j][1] == ")"
-    if wrapped:
-        j -= 1
-    if j < 0 or (column := _name(tokens[j])) is None:
-        return None
-    qualifier = None
-    if j >= 2 and tokens[j - 1][1] == "." and (qualifier := _name(tokens[j - 2])) is not None:
-        j -= 2
-    before = tokens[j - 1] if j >= 1 else ("", "")
-    if wrapped and (before[1] != "(" or (j >= 2 and _name(tokens[j - 2]) is not None)):
-        return None  # f(col) is a function call, not a parenthesised column
-    if before[1] in ("::", "."):
-        return None
-    return qualifier, column
-
-
-def _statement_tables(tokens: list[Token]) -> dict[str, str]:
-    """Lower-cased table names and aliases after FROM / JOIN, each mapped to its table; CTE names left out."""
-    ctes = {
-        name.lower()
-        for i, token in enumerate(tokens[:-2])
-        if (name := _name(token)) is not None and tokens[i + 1][1].upper() == "AS" and tokens[i + 2][1] == "("
-    }
-    tables: dict[str, str] = {}
-    for i, (_, text) in enumerate(tokens):
-        if text.upper() not in ("FROM", "JOIN"):
-            continue
-        j = i + 1
-        while j < len(tokens) and (table := _name(tokens[j])) is not None:
-            j += 1
-            while j + 1 < len(tokens) and tokens[j][1] == "." and (part := _name(tokens[j + 1])) is not None:
-                table, j = part, j + 2  # schema.table: the plan names the table alone
-            if j < len(tokens) and tokens[j][1].upper() == "AS":
-                j += 1
-            alias = _name(tokens[j]) if j < len(tokens) else None
-            if alias is not None:
-                j += 1
-            if table.lower() not in ctes:
-                tables[table.lower()] = table
-                if alias is not None:
-                    tables[alias.lower()] = table
-            if j >= len(tokens) or tokens[j][1] != "," or text.upper() != "FROM":
-                break
-            j += 1
-    return tables
-
-
-def _where_columns(tokens: list[Token], tables: dict[str, str], table: str) -> tuple[str, ...]:
-    wanted = {name for name, target in tables.items() if target.lower() == table.lower()}
-    unqualified_ok = len(set(tables.values())) == 1 and bool(wanted)
-    columns: list[str] = []
-    for start, (_, text) in enumerate(tokens):
-        if text.upper() != "WHERE":
-            continue
-        depth = 0
-        for k in range(start + 1, len(tokens)):
-            kind, word = tokens[k]
-            if word == "(":
-                depth += 1
-            elif word == ")":
-                depth -= 1
-                if depth < 0:
-                    break
-            elif depth == 0 and kind == "word" and word.upper() in _CLAUSE_ENDS:
-                break
-            elif _is_comparison(tokens, k) and (operand := _left_operand(tokens, k)) is not None:
-                qualifier, column = operand
-                if (qualifier.lower() in wanted if qualifier else unqualified_ok) and column not in columns:
-                    columns.append(column)
-    return tuple(columns)
-
-
-def where_columns(statement: str, table: str) -> tuple[str, ...]:
-    """Columns of ``table`` (a table name or its alias) that the statement's WHERE clauses compare, in order.
-
-    A column counts when it stands left of =, <>, !=, <, >, <=, >=, LIKE, IN, IS, BETWEEN, GLOB (or NOT ...).
-    An unqualified column counts only when the statement reads from one table.
-    """
-    tokens = _tokens(statement)
-    tables = _statement_tables(tokens)
-    return _where_columns(tokens, tables, tables.get(table.lower(), table))
-
-
-def _sqlite_scans(rows: Iterable[Sequence[Any]]) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for row in rows:
-        detail = str(row[-1])
-        match = _SQLITE_SCAN.fullmatch(detail)
-        if match is None or match.group(1) == "CONSTANT" or any(used in match.group(3) for used in _SQLITE_INDEXED):
-            continue
-        name = match.group(2) or match.group(1)
-        found.append((name[1:-1].replace('""', '"') if name.startswith('"') else name, detail))
-    return found
-
-
-def sqlite_full_scans(rows: Iterable[Sequence[Any]]) -> list[str]:
-    """Tables (or the aliases SQLite prints for them) that EXPLAIN QUERY PLAN rows scan without an index.
-
-    Each row's last column is the ``detail`` text: ``SCAN users`` is a full scan; ``SEARCH ...``, ``SCAN ... USING
-    [COVERING] INDEX`` and ``SCAN ... USING INTEGER PRIMARY KEY`` are not.
-    """
-    return [name for name, _ in _sqlite_scans(rows)]
-
-
-def _filter_columns(expression: str) -> tuple[str, ...]:
-    tokens = _tokens(expression)
-    columns: list[str] = []
-    for k in range(len(tokens)):
-        if _is_comparison(tokens, k) and (operand := _left_operand(tokens, k)) is not None:
-            if operand[1] not in columns:
-                columns.append(operand[1])
-    return tuple(columns)
-
-
-def _postgres_scans(lines: Iterable[str]) -> list[tuple[str, tuple[str, ...], str]]:
-    found: list[tuple[str, tuple[str, ...], str]] = []
-    plan = list(lines)
-    for i, line in enumerate(plan):
-        match = _PG_SEQ_SCAN.search(line)
-        if match is None:
-            continue
-        table = match.group(1)
-        node_column = match.start()
-        for detail in plan[i + 1 :]:
-            text = detail.lstrip()
-            if len(detail) - len(text) <= node_column or text.startswith("->"):
-                break
-            if text.startswith("Filter: "):
-                table = table[1:-1].replace('""', '"') if table.startswith('"') else table
-                found.append((table, _filter_columns(text[len("Filter: ") :]), line[match.start() :].strip()))
-                break
-    return found
-
-
-def postgres_filtered_scans(lines: Iterable[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """``(table, columns)`` for each ``Seq Scan on table`` node of a text EXPLAIN plan that has a ``Filter:``.
-
-    The columns are the identifiers left of a comparison in the filter, with casts (``(email)::text``) and
-    qualifiers stripped; a filter comparing no plain column gives an empty tuple.
-    """
-    return [(table, columns) for table, columns, _ in _postgres_scans(lines)]
 
 
 class IndexAdvisor:
@@ -304,7 +99,7 @@ class IndexAdvisor:
         if print_.operation.upper() != "SELECT" or statement[:7].upper() == "EXPLAIN":
             return
         engine = connection.engine
-        if engine.dialect.name not in _PLAN_PREFIXES or isinstance(engine.pool, StaticPool):
+        if engine.dialect.name not in PLAN_PREFIXES or isinstance(engine.pool, StaticPool):
             return  # a StaticPool would hand the plan the statement's own connection
         if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
             return  # another connection sees a different, empty in-memory database
@@ -346,20 +141,12 @@ class IndexAdvisor:
                 return
             job()
 
-    def _explain(self, connection: Connection, statement: str, parameters: Any) -> list[Any]:
-        dialect = connection.dialect.name
-        if dialect == "postgresql":
-            # SET LOCAL ends with the plan's transaction, so the pooled connection keeps its own setting.
-            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(self.timeout * 1000))}")
-        rows = connection.exec_driver_sql(_PLAN_PREFIXES[dialect] + statement, parameters).all()
-        return list(rows)
-
     def _plan_in_thread(self, engine: Engine, text: str, statement: str, parameters: Any) -> None:
         try:
             if not self._closed:
                 with engine.connect() as connection:
-                    rows = self._explain(connection, statement, parameters)
-                self._report(engine.dialect.name, rows, statement, text)
+                    scans = full_scans(connection, statement, parameters, self.timeout)
+                self._report(engine.dialect.name, scans, text)
         except Exception as error:
             # The class only: a driver's message can quote parameter values.
             log.debug("index hint: planning %s failed: %s", text, type(error).__name__)
@@ -369,31 +156,24 @@ class IndexAdvisor:
                 self._idle.notify_all()
 
     async def _plan_in_task(self, engine: Engine, text: str, statement: str, parameters: Any) -> None:
-        async def explain() -> list[Any]:
+        # Here, not at the top: the asyncio extension needs greenlet, which only async engines bring.
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        async def plan() -> list[FullScan]:
             # The app's AsyncEngine for this engine if it has one: a second proxy would unregister it when collected.
             async with AsyncEngine._retrieve_proxy_for_target(engine).connect() as connection:
-                return await connection.run_sync(self._explain, statement, parameters)
+                # run_sync: the adapted DBAPI cursor awaits the driver inside SQLAlchemy's greenlet.
+                return await connection.run_sync(full_scans, statement, parameters, self.timeout)
 
         try:
-            rows = await asyncio.wait_for(explain(), self.timeout)
-            self._report(engine.dialect.name, rows, statement, text)
+            scans = await asyncio.wait_for(plan(), self.timeout)
+            self._report(engine.dialect.name, scans, text)
         except Exception as error:
             log.debug("index hint: planning %s failed: %s", text, type(error).__name__)
 
-    def _report(self, dialect: str, rows: list[Any], statement: str, text: str) -> None:
-        if dialect == "sqlite":
-            tokens = _tokens(statement)
-            tables = _statement_tables(tokens)
-            scans = [
-                (tables[name.lower()], _where_columns(tokens, tables, tables[name.lower()]), detail)
-                for name, detail in _sqlite_scans(rows)
-                if name.lower() in tables
-            ]
-        else:
-            scans = _postgres_scans(str(row[0]) for row in rows)
-        for table, columns, plan in scans:
-            if columns:
-                self._add(IndexHint(table, columns, text, plan, dialect))
+    def _report(self, dialect: str, scans: list[FullScan], text: str) -> None:
+        for scan in scans:
+            self._add(IndexHint(scan.table, scan.columns, text, scan.plan, dialect))
 
     def _add(self, hint: IndexHint) -> None:
         key = (hint.table.lower(), hint.columns)
