@@ -635,7 +635,7 @@ def test_index_hints_from_the_slow_query_path_reach_the_report(
     snapshot = instrumentation.report.snapshot()
     assert snapshot["index_hints"] == [hint]
     assert "index hint: authors(email)" in caplog.text
-    # the advisor's EXPLAIN is timed but is not one of the app's slow queries
+    # the advisor's EXPLAIN is not one of the app's statements: neither slow query nor report row
     slow_messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("slow query")]
     assert slow_messages and not any("EXPLAIN" in message for message in slow_messages)
     assert snapshot["slow_queries"] and not any("EXPLAIN" in row["fingerprint"] for row in snapshot["slow_queries"])

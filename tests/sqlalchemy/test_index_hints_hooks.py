@@ -19,6 +19,7 @@ from slipstream.sqlalchemy.hooks import EngineHooks, instrument_sqlalchemy, unin
 from slipstream.sqlalchemy.index_hints import IndexAdvisor
 from tests.postgres_server import PostgresDatabase
 from tests.sqlalchemy.index_hint_support import by_email, make_sqlite_database, metadata, timed_operations, users
+from tests.support import instrumented
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +28,7 @@ BY_NAME = sa.select(users.c.id, users.c.email).where(users.c.name == "name 3")
 
 def instrument(engine: sa.Engine | AsyncEngine, registry: CollectorRegistry) -> IndexAdvisor:
     hooks: EngineHooks = instrument_sqlalchemy(
-        engine, registry=registry, slow_query_threshold=0, index_hints=True, spans=False
+        engine, instrumentation=instrumented(registry), slow_query_threshold=0, index_hints=True, spans=False
     )
     assert isinstance(hooks.index_advisor, IndexAdvisor)
     return hooks.index_advisor

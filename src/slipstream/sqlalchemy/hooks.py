@@ -163,8 +163,7 @@ class EngineHooks:
             record = current_record()
             if record is not None:
                 note_statement(record, print_, seconds, self.n_plus_one_threshold)
-            if seconds >= self.slow_threshold and print_.operation != "EXPLAIN":
-                # (the index advisor's own plan commands are not slow queries of the app)
+            if seconds >= self.slow_threshold:
                 self.slow(print_, statement, rest, seconds)
             if span is not None:
                 span.end()
