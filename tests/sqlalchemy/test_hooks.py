@@ -190,7 +190,7 @@ def test_slow_queries_are_logged_with_fingerprint_and_caller_never_values(
     hooks = instrument_sqlalchemy(engine, instrumentation=instrumentation, spans=False, slow_query_threshold=0.0)
     slow_queries = instrumentation.slow_queries
     # the app's first instrumented engine makes its slow-query list
-    assert before is None and slow_queries is not None and hooks.slow_queries is slow_queries
+    assert before is None and slow_queries is not None and hooks.slow.store is slow_queries
     secret = "zq-secret-address@example.com"
     with caplog.at_level(logging.WARNING, logger="slipstream.sql"), Session(engine) as session:
         session.scalars(select(Author).where(Author.email == secret)).all()  # the caller line

@@ -29,7 +29,7 @@ from slipstream.record import current_record
 from slipstream.sqlalchemy.fingerprint import Fingerprint, fingerprint
 from slipstream.sqlalchemy.n_plus_one import DatabaseRequests, note_statement
 from slipstream.sqlalchemy.pool import PoolCollector, PoolWatch
-from slipstream.sqlalchemy.slow import SlowQueries, caller_location
+from slipstream.sqlalchemy.slow import SlowQueries, SlowStatements
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -84,10 +84,9 @@ class EngineHooks:
         metrics = instrumentation.metrics
         self.durations: LabelledChildren[Histogram] = LabelledChildren(metrics.db_operation_duration)
         self.errors = metrics.db_errors
-        self.slow_counter = metrics.db_slow_queries
         if instrumentation.slow_queries is None:
             instrumentation.slow_queries = SlowQueries()
-        self.slow_queries = instrumentation.slow_queries
+        self.slow = SlowStatements(self.system, metrics.db_slow_queries, instrumentation.slow_queries, index_advisor)
         self.pool = PoolWatch(engine, metrics)
         self._statements: dict[str, tuple[Fingerprint, Histogram]] = {}
         self._originals: dict[str, Callable[..., Any]] = {}
@@ -164,7 +163,7 @@ class EngineHooks:
             if record is not None:
                 note_statement(record, print_, seconds, self.n_plus_one_threshold)
             if seconds >= self.slow_threshold:
-                self.slow(print_, statement, rest, seconds)
+                self.slow.record(print_, statement, rest, seconds)
             if span is not None:
                 span.end()
         except Exception:
@@ -210,35 +209,6 @@ class EngineHooks:
         except Exception:
             log.exception("slipstream: starting a statement's span failed")
             return None
-
-    def slow(self, print_: Fingerprint, statement: str, rest: tuple[Any, ...], seconds: float) -> None:
-        record = current_record()
-        route = record.resolve_route() if record is not None else None
-        caller = caller_location()
-        self.slow_counter.labels(self.system, print_.operation, print_.collection or "").inc()
-        self.slow_queries.add(print_, self.system, seconds, route)
-        log.warning(
-            "slow query: %.1f ms %s (route %s, from %s)",
-            seconds * 1000,
-            print_.text,
-            route,
-            caller,
-            extra={
-                "fingerprint": print_.text,
-                "duration_ms": round(seconds * 1000, 3),
-                "db_system_name": self.system,
-                "http_route": route,
-                "caller": caller,
-            },
-        )
-        advisor = self.index_advisor
-        if advisor is not None and print_.operation == "SELECT" and rest:
-            # do_execute / do_executemany pass (parameters, context); do_execute_no_params passes (context,).
-            context = rest[-1]
-            parameters = rest[0] if len(rest) > 1 else ()
-            connection = getattr(context, "root_connection", None)
-            if connection is not None:
-                advisor.consider(connection, print_, statement, parameters)
 
 
 def instrument_sqlalchemy(

@@ -1,18 +1,27 @@
-"""Slow statements: the bounded top list an app's report shows, and where in the app a statement was run from."""
+"""Slow statements: what happens to one (log, counter, the app's bounded top list, the index advisor), and where
+in the app a statement was run from."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 from collections import deque
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
+from prometheus_client import Counter
 
 from slipstream.quantiles import percentile
+from slipstream.record import current_record
 from slipstream.sqlalchemy.fingerprint import Fingerprint
+
+if TYPE_CHECKING:
+    from slipstream.sqlalchemy.index_hints import IndexAdvisor
+
+log = logging.getLogger("slipstream.sql")
 
 # Frames in these directories are not "the caller": the first frame outside them is.
 _LIBRARY_DIRECTORIES = (
@@ -55,6 +64,46 @@ class SlowQueries:
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
+
+
+class SlowStatements:
+    """One engine's slow statements: a WARNING naming route and caller, a counter, the app's top list, and the
+    index advisor's chance to plan a slow SELECT."""
+
+    def __init__(self, system: str, counter: Counter, store: SlowQueries, advisor: IndexAdvisor | None) -> None:
+        self.system = system
+        self.counter = counter
+        self.store = store
+        self.advisor = advisor
+
+    def record(self, print_: Fingerprint, statement: str, rest: tuple[Any, ...], seconds: float) -> None:
+        record = current_record()
+        route = record.resolve_route() if record is not None else None
+        caller = caller_location()
+        self.counter.labels(self.system, print_.operation, print_.collection or "").inc()
+        self.store.add(print_, self.system, seconds, route)
+        log.warning(
+            "slow query: %.1f ms %s (route %s, from %s)",
+            seconds * 1000,
+            print_.text,
+            route,
+            caller,
+            extra={
+                "fingerprint": print_.text,
+                "duration_ms": round(seconds * 1000, 3),
+                "db_system_name": self.system,
+                "http_route": route,
+                "caller": caller,
+            },
+        )
+        advisor = self.advisor
+        if advisor is not None and print_.operation == "SELECT" and rest:
+            # do_execute / do_executemany pass (parameters, context); do_execute_no_params passes (context,).
+            context = rest[-1]
+            parameters = rest[0] if len(rest) > 1 else ()
+            connection = getattr(context, "root_connection", None)
+            if connection is not None:
+                advisor.consider(connection, print_, statement, parameters)
 
 
 class _SlowStats:
