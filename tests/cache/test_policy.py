@@ -17,7 +17,6 @@ from slipstream.cache.policy import (
     initial_age,
     invalidates,
     parse_cache_control,
-    parse_http_date,
     storable,
     within_stale_if_error,
 )
@@ -29,16 +28,6 @@ HOUR_EARLIER = b"Sun, 06 Nov 1994 07:49:37 GMT"
 
 field_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"))
 latin1 = field_values.map(lambda text: text.encode("latin-1"))
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(DATE, D), (b"Sunday, 06-Nov-94 08:49:37 GMT", D), (b"Sun Nov  6 08:49:37 1994", D), (b"0", None), (b"", None)],
-)
-def test_parse_http_date(value: bytes, expected: float | None) -> None:
-    parsed = parse_http_date(value)
-    assert parsed == expected
-    assert parsed is None or type(parsed) is float
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ def test_parse_entity_tag_list(value: bytes, tags: list[bytes]) -> None:
         (b"Sunday, 06-Nov-94 08:49:37 GMT", 784111777),
         (b"Sun Nov  6 08:49:37 1994", 784111777),
         (b"yesterday", None),
+        (b"0", None),
         (b"", None),
         (b"Sun, 06 Nov 99999999999 08:49:37 GMT", None),
     ],

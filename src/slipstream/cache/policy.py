@@ -14,7 +14,7 @@ from slipstream.cache.cache_control import (
     parse_delta_seconds,
     request_directives,
 )
-from slipstream.http import preconditions
+from slipstream.http.preconditions import parse_http_date
 
 __all__ = [
     "EMPTY",
@@ -29,7 +29,6 @@ __all__ = [
     "invalidates",
     "parse_cache_control",
     "parse_delta_seconds",
-    "parse_http_date",
     "request_directives",
     "storable",
     "within_stale_if_error",
@@ -48,12 +47,6 @@ class Decision(enum.Enum):
     REVALIDATE = "revalidate"  # validate with the origin before serving
 
 
-def parse_http_date(value: bytes) -> float | None:
-    """Seconds since the epoch for an HTTP-date, None if the value is not one."""
-    seconds = preconditions.parse_http_date(value)
-    return None if seconds is None else float(seconds)
-
-
 def freshness_lifetime(
     cc: CacheControl, date: bytes | None, expires: bytes | None, default_ttl: float | None, now: float
 ) -> float | None:
@@ -68,7 +61,7 @@ def freshness_lifetime(
             return 0.0  # §5.3: an invalid Expires means already expired
         date_at = None if date is None else parse_http_date(date)
         # RFC 9110 §6.6.1: without a (valid) Date the receipt time stands in for it.
-        return max(0.0, expires_at - (now if date_at is None else date_at))
+        return max(0.0, float(expires_at - (now if date_at is None else date_at)))
     return default_ttl
 
 

@@ -12,6 +12,7 @@ from slipstream.cache.keys import vary_fields
 from slipstream.cache.tags import SURROGATE_KEY
 from slipstream.http.capture import IdentityCapture
 from slipstream.http.headers import RawHeaders
+from slipstream.http.preconditions import parse_http_date
 from slipstream.http.responses import head_body
 
 _SURROGATE_KEY = SURROGATE_KEY.encode("ascii")
@@ -151,7 +152,7 @@ def build_entry(
         headers=[(k, v) for k, v in identity_start.get("headers", ()) if k.lower() not in _NOT_STORED],
         body=identity_body,
         etag=etag,
-        last_modified=None if last_modified is None else policy.parse_http_date(last_modified),
+        last_modified=None if last_modified is None else parse_http_date(last_modified),
         response_time=response_time,
         initial_age=policy.initial_age(fields.get(b"age"), fields.get(b"date"), request_time, response_time),
         lifetime=lifetime or 0.0,

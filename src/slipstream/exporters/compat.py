@@ -39,6 +39,10 @@ _INSTRUMENTATOR_HIGHR_BUCKETS = (
 )
 
 
+# The instrumentator's status groups; a status outside 1xx-5xx keeps its first digit the same way.
+_STATUS_CLASSES = {digit: f"{digit}xx" for digit in range(10)}
+
+
 class StarletteExporterMetrics(Receiver):
     """starlette_exporter's defaults: ``starlette_requests_total``, ``…_duration_seconds`` and ``…_in_progress``."""
 
@@ -47,9 +51,13 @@ class StarletteExporterMetrics(Receiver):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ("method", "path", "status_code", "app_name")
-        self.requests = reuse_or_register(Counter, registry, "starlette_requests_total", "Total HTTP requests", labels)
-        self.duration = reuse_or_register(
-            Histogram, registry, "starlette_request_duration_seconds", "HTTP request duration, in seconds", labels
+        self.requests = LabelledChildren(
+            reuse_or_register(Counter, registry, "starlette_requests_total", "Total HTTP requests", labels)
+        )
+        self.duration = LabelledChildren(
+            reuse_or_register(
+                Histogram, registry, "starlette_request_duration_seconds", "HTTP request duration, in seconds", labels
+            )
         )
         self.in_progress = LabelledChildren(
             reuse_or_register(
@@ -66,9 +74,9 @@ class StarletteExporterMetrics(Receiver):
         self.in_progress.get(record.method, self.app_name).inc()
 
     def request_finished(self, record: RequestRecord) -> None:
-        labels = (record.method, record.route or self.unmatched, str(record.status), self.app_name)
-        self.requests.labels(*labels).inc()
-        self.duration.labels(*labels).observe(record.seconds)
+        labels = (record.method, record.route or self.unmatched, record.status, self.app_name)
+        self.requests.get(*labels).inc()
+        self.duration.get(*labels).observe(record.seconds)
         self.in_progress.get(record.method, self.app_name).dec()
 
 
@@ -78,22 +86,22 @@ class InstrumentatorMetrics(Receiver):
     unmatched = "none"
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = reuse_or_register(
+        self.requests = LabelledChildren(reuse_or_register(
             Counter, registry, "http_requests_total", "Total number of requests by method, status and handler.",
             ("method", "status", "handler"),
-        )  # fmt: skip
-        self.request_size = reuse_or_register(
+        ))  # fmt: skip
+        self.request_size = LabelledChildren(reuse_or_register(
             Summary, registry, "http_request_size_bytes", "Content length of incoming requests by handler.",
             ("handler",),
-        )  # fmt: skip
-        self.response_size = reuse_or_register(
+        ))  # fmt: skip
+        self.response_size = LabelledChildren(reuse_or_register(
             Summary, registry, "http_response_size_bytes", "Content length of outgoing responses by handler.",
             ("handler",),
-        )  # fmt: skip
-        self.latency = reuse_or_register(
+        ))  # fmt: skip
+        self.latency = LabelledChildren(reuse_or_register(
             Histogram, registry, "http_request_duration_seconds", "Latency with only few buckets by handler.",
             ("method", "handler"), buckets=_INSTRUMENTATOR_BUCKETS,
-        )  # fmt: skip
+        ))  # fmt: skip
         self.latency_highr = reuse_or_register(
             Histogram, registry, "http_request_duration_highr_seconds", "Latency with many buckets but no labels.",
             (), buckets=_INSTRUMENTATOR_HIGHR_BUCKETS,
@@ -101,10 +109,10 @@ class InstrumentatorMetrics(Receiver):
 
     def request_finished(self, record: RequestRecord) -> None:
         handler = record.route or self.unmatched
-        self.requests.labels(record.method, f"{record.status // 100}xx", handler).inc()
-        self.request_size.labels(handler).observe(max(0, record.request_size))
-        self.response_size.labels(handler).observe(record.response_size)
-        self.latency.labels(record.method, handler).observe(record.seconds)
+        self.requests.get(record.method, _STATUS_CLASSES[record.status // 100], handler).inc()
+        self.request_size.get(handler).observe(max(0, record.request_size))
+        self.response_size.get(handler).observe(record.response_size)
+        self.latency.get(record.method, handler).observe(record.seconds)
         self.latency_highr.observe(record.seconds)
 
 

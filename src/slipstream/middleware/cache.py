@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,8 +20,11 @@ from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
-from slipstream.instrumentation import Instrumentation
+from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
+
+if TYPE_CHECKING:
+    from slipstream.instrumentation import Instrumentation
 
 _VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
 
@@ -59,7 +63,7 @@ class CacheMiddleware:
             compression_minimum_size=minimum_compress_size,
         )
         self.app = app
-        instrumentation = instrumentation or Instrumentation()
+        instrumentation = instrumentation or own_instrumentation()
         self.cache = cache or instrumentation.cache or ResponseCache.from_settings(s)
         self.settings = s
         self.status_header = s.cache_status_header.lower().encode("latin-1") or None

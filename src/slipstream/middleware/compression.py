@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,7 +14,10 @@ from slipstream.http.codecs import Codec, StreamCompressor
 from slipstream.http.content_types import CompressiblePolicy
 from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
 from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header, weaken_etag
-from slipstream.instrumentation import Instrumentation
+from slipstream.middleware.standalone import own_instrumentation
+
+if TYPE_CHECKING:
+    from slipstream.instrumentation import Instrumentation
 
 # Responder states: pass messages through, hold the start until the first body, compress a stream, drop the rest.
 _PASS, _HOLD, _STREAM, _DROP = range(4)
@@ -54,7 +58,7 @@ class CompressionMiddleware:
         )
         self.app = app
         self.codecs: dict[str, Codec] = s.codecs()
-        metrics = (instrumentation or Instrumentation()).metrics
+        metrics = (instrumentation or own_instrumentation()).metrics
         # Label children bound once: a labelled lookup per response would cost more than the increment.
         self.byte_counters = {
             name: (metrics.compression_input_bytes.labels(name), metrics.compression_output_bytes.labels(name))

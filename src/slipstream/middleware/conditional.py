@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,8 +21,11 @@ from slipstream.http.preconditions import (
     parse_http_date,
 )
 from slipstream.http.responses import head_body, send_precondition_failed
-from slipstream.instrumentation import Instrumentation
+from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import follow_scope
+
+if TYPE_CHECKING:
+    from slipstream.instrumentation import Instrumentation
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Request fields that must not reach the GET that looks up the current validators of an unsafe request.
@@ -52,7 +57,7 @@ class ConditionalMiddleware:
         self.generate_etags = generate_etags
         self.weak_etags = weak_etags
         self.check_unsafe_methods = check_unsafe_methods
-        counter = (instrumentation or Instrumentation()).metrics.conditional_responses
+        counter = (instrumentation or own_instrumentation()).metrics.conditional_responses
         self.replaced = {NOT_MODIFIED: counter.labels("304"), PRECONDITION_FAILED: counter.labels("412")}
 
     @classmethod
