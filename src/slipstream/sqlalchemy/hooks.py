@@ -23,13 +23,14 @@ from prometheus_client import Histogram
 from sqlalchemy.engine import Engine
 
 from slipstream.exporters.metrics import LabelledChildren
-from slipstream.exporters.otel import TracerSource, mark_failed
+from slipstream.exporters.otel import mark_failed
 from slipstream.instrumentation import Instrumentation
 from slipstream.record import current_record
 from slipstream.sqlalchemy.fingerprint import Fingerprint, fingerprint
 from slipstream.sqlalchemy.n_plus_one import DatabaseRequests, note_statement
 from slipstream.sqlalchemy.pool import PoolCollector, PoolWatch
 from slipstream.sqlalchemy.slow import SlowQueries, SlowStatements
+from slipstream.sqlalchemy.spans import StatementSpans, database_system
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,15 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("slipstream.sql")
 
-# OpenTelemetry's db.system.name values for SQLAlchemy's dialect names.
-_SYSTEMS = {
-    "sqlite": "sqlite",
-    "postgresql": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mariadb",
-    "mssql": "microsoft.sql_server",
-    "oracle": "oracle.db",
-}
 _METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 # Distinct statement strings remembered per engine with their fingerprint (SQLAlchemy's own cache is about as big).
 _STATEMENTS = 4096
@@ -70,16 +62,11 @@ class EngineHooks:
         # Weak: the hooks live on the engine's dialect and must not keep the engine alive.
         self._engine = weakref.ref(engine)
         self.instrumentation = instrumentation
-        dialect = engine.dialect
-        self.system = _SYSTEMS.get(dialect.name, dialect.name)
-        url = engine.url
-        self.namespace = url.database
-        self.server = (url.host, url.port)
+        self.system = database_system(engine)
         self.slow_threshold = slow_query_threshold
         self.n_plus_one_threshold = n_plus_one_threshold
-        self._tracer = TracerSource(
-            instrumentation.telemetry if spans and instrumentation.settings.tracing_enabled else None
-        )
+        tracing = spans and instrumentation.settings.tracing_enabled
+        self.spans = StatementSpans(engine, instrumentation.telemetry if tracing else None)
         self.index_advisor = index_advisor
         metrics = instrumentation.metrics
         self.durations: LabelledChildren[Histogram] = LabelledChildren(metrics.db_operation_duration)
@@ -97,10 +84,6 @@ class EngineHooks:
         if engine is None:  # pragma: no cover - the hooks die with their engine
             raise ReferenceError("the instrumented engine is gone")
         return engine
-
-    @property
-    def tracer(self) -> trace.Tracer | None:
-        return self._tracer.get()
 
     # Installing and removing -------------------------------------------------------------------------------
 
@@ -132,7 +115,7 @@ class EngineHooks:
         perf_counter = time.perf_counter
 
         def timed(cursor: Any, statement: str, *rest: Any) -> Any:
-            span = hooks.start_span(statement) if hooks._tracer.possible else None
+            span = hooks.spans.start(hooks.lookup(statement)[0]) if hooks.spans.possible else None
             start = perf_counter()
             try:
                 result = original(cursor, statement, *rest)
@@ -183,32 +166,6 @@ class EngineHooks:
                 span.end()
         except Exception:
             log.exception("slipstream: recording a failed statement failed")
-
-    def start_span(self, statement: str) -> trace.Span | None:
-        try:
-            tracer = self.tracer
-            if tracer is None:
-                return None
-            print_ = self.lookup(statement)[0]
-            attributes: dict[str, Any] = {
-                "db.system.name": self.system,
-                "db.operation.name": print_.operation,
-                "db.query.text": print_.text,
-            }
-            if print_.collection is not None:
-                attributes["db.collection.name"] = print_.collection
-            if self.namespace:
-                attributes["db.namespace"] = self.namespace
-            host, port = self.server
-            if host:
-                attributes["server.address"] = host
-                if port:
-                    attributes["server.port"] = port
-            name = f"{print_.operation} {print_.collection}" if print_.collection else print_.operation
-            return tracer.start_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes)
-        except Exception:
-            log.exception("slipstream: starting a statement's span failed")
-            return None
 
 
 def instrument_sqlalchemy(
