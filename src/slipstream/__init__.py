@@ -67,11 +67,22 @@ _MODULES = {
 }
 
 
+# Names whose module needs an extra: looking one up without it says what to install.
+_EXTRAS = {"instrument_sqlalchemy": "sqlalchemy", "uninstrument_sqlalchemy": "sqlalchemy"}
+
+
 def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module 'slipstream' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get(name)
+        if extra is None:
+            raise
+        raise ImportError(f"slipstream.{name} needs the {extra} extra: pip install 'slipstream[{extra}]'") from exc
+    value = getattr(loaded, name)
     globals()[name] = value  # later look-ups do not come here
     return value
 
