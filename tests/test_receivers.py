@@ -28,6 +28,13 @@ class Ledger(Receiver):
 
 
 class Broken(Receiver):
+    def request_started(self, record: RequestRecord) -> None:
+        raise RuntimeError("a receiver with a bug")
+
+    def response_started(self, record: RequestRecord, headers: list[tuple[bytes, bytes]]) -> None:
+        headers.append((b"x-half-written", b"1"))
+        raise RuntimeError("a receiver with a bug")
+
     def request_finished(self, record: RequestRecord) -> None:
         raise RuntimeError("a receiver with a bug")
 
@@ -46,5 +53,5 @@ async def test_a_receiver_sees_every_finished_request_and_may_add_headers() -> N
         missing = await client.get("/nowhere")
     assert response.headers["x-ledger"] == "GET" and response.text == "item"
     assert missing.status_code == 404
-    # The broken receiver's error is logged; the ones after it still run.
+    # The broken receiver's errors are logged; the request and the receivers after it go on.
     assert ledger.seen == [("GET", "/items/{item_id}", 200, 4), ("GET", "__unmatched__", 404, len(missing.content))]

@@ -65,11 +65,9 @@ class Instrumentation:
         # The SQLAlchemy side, filled in by the first instrumented engine (the extra may not be installed).
         self.engines: weakref.WeakSet[EngineHooks] = weakref.WeakSet()
         self.slow_queries: SlowQueries | None = None
-        self.report = (
-            Report(self.metrics, slow_queries=self._slow_rows, index_hints=self._index_hints)
-            if (s.report_enabled)
-            else None
-        )
+        self.report: Report | None = None
+        if s.report_enabled:
+            self.report = Report(self.metrics, slow_queries=self._slow_rows, index_hints=self._index_hints)
         self.metrics_server: MetricsServer | None = None
         self.on_shutdown: list[Callable[[], object]] = [self.telemetry.shutdown]
         self.receivers: list[Receiver] = []
@@ -109,9 +107,14 @@ class Instrumentation:
         if kind.request_finished is not Receiver.request_finished:
             self._on_finish.append(receiver.request_finished)
 
+    # A receiver with a bug is logged and skipped: the request it describes goes on, and so do the other receivers.
+
     def request_started(self, record: RequestRecord) -> None:
         for receive in self._on_request:
-            receive(record)
+            try:
+                receive(record)
+            except Exception:
+                log.exception("slipstream: a receiver failed on a request's arrival (the request goes on)")
 
     @property
     def adds_response_headers(self) -> bool:
@@ -119,7 +122,10 @@ class Instrumentation:
 
     def response_started(self, record: RequestRecord, headers: list[tuple[bytes, bytes]]) -> None:
         for receive in self._on_response:
-            receive(record, headers)
+            try:
+                receive(record, headers)
+            except Exception:
+                log.exception("slipstream: a receiver failed on a response's headers (the response goes on)")
 
     def request_finished(self, record: RequestRecord) -> None:
         for receive in self._on_finish:
