@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import bisect
 import time
+from typing import TYPE_CHECKING
 
-from opentelemetry.metrics import Meter
 from prometheus_client import Histogram
 
 from slipstream.exporters.metrics import LabelledChildren, Metrics
 from slipstream.record import Receiver, RequestRecord
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
 
 # Seconds between exemplars of one bucket of one series.
 EXEMPLAR_INTERVAL = 1.0

@@ -15,12 +15,12 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from opentelemetry import metrics, trace
-from opentelemetry.metrics._internal import _ProxyMeter, _ProxyMeterProvider
+from opentelemetry import trace
 
 from slipstream.config import Settings
 
 if TYPE_CHECKING:
+    from opentelemetry import metrics
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -64,6 +64,10 @@ class Telemetry:
     def meter(self, name: str, version: str | None = None) -> metrics.Meter | None:
         if not self.enabled:
             return None
+        # The metrics API is imported here, not with the module: most apps never ask for a meter.
+        from opentelemetry import metrics
+        from opentelemetry.metrics._internal import _ProxyMeter
+
         provider = self.meter_provider if self.meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter(name, version)
         return None if isinstance(meter, (metrics.NoOpMeter, _ProxyMeter)) else meter
@@ -219,6 +223,9 @@ def configure_opentelemetry(
 
 
 def _install_globals(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+    from opentelemetry import metrics
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
     # Until a provider is set the API hands out its proxies; any other provider is the app's and stays. Checking
     # first keeps the API from logging "Overriding of current TracerProvider is not allowed".
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):

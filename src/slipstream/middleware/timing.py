@@ -15,7 +15,7 @@ from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -90,7 +90,12 @@ class TimingMiddleware:
                 attributes.update(found)
             elif key in _PROPAGATION_HEADERS:
                 carrier[key.decode()] = value.decode("latin-1")
-        parent = propagate.extract(carrier) if carrier else None
+        parent = None
+        if carrier:
+            # Imported at the first request that carries a trace context: it loads the configured propagators.
+            from opentelemetry import propagate
+
+            parent = propagate.extract(carrier)
         record.span = span = tracer.start_span(
             method if method != "_OTHER" else "HTTP", context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
         )
