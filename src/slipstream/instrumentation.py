@@ -71,6 +71,8 @@ class Instrumentation:
         self.metrics_server: MetricsServer | None = None
         self.on_shutdown: list[Callable[[], object]] = [self.telemetry.shutdown]
         self.receivers: list[Receiver] = []
+        # Whether any receiver adds response headers (timing copies the start message only then).
+        self.adds_response_headers = False
         self._on_request: list[Callable[[RequestRecord], None]] = []
         self._on_response: list[Callable[[RequestRecord, list[tuple[bytes, bytes]]], None]] = []
         self._on_finish: list[Callable[[RequestRecord], None]] = []
@@ -104,6 +106,7 @@ class Instrumentation:
             self._on_request.append(receiver.request_started)
         if kind.response_started is not Receiver.response_started:
             self._on_response.append(receiver.response_started)
+            self.adds_response_headers = True
         if kind.request_finished is not Receiver.request_finished:
             self._on_finish.append(receiver.request_finished)
 
@@ -115,10 +118,6 @@ class Instrumentation:
                 receive(record)
             except Exception:
                 log.exception("slipstream: a receiver failed on a request's arrival (the request goes on)")
-
-    @property
-    def adds_response_headers(self) -> bool:
-        return bool(self._on_response)
 
     def response_started(self, record: RequestRecord, headers: list[tuple[bytes, bytes]]) -> None:
         for receive in self._on_response:

@@ -71,13 +71,13 @@ class StarletteExporterMetrics(Receiver):
         )
 
     def request_started(self, record: RequestRecord) -> None:
-        self.in_progress.get(record.method, self.app_name).inc()
+        self.in_progress[record.method, self.app_name].inc()
 
     def request_finished(self, record: RequestRecord) -> None:
         labels = (record.method, record.route or self.unmatched, record.status, self.app_name)
-        self.requests.get(*labels).inc()
-        self.duration.get(*labels).observe(record.seconds)
-        self.in_progress.get(record.method, self.app_name).dec()
+        self.requests[labels].inc()
+        self.duration[labels].observe(record.seconds)
+        self.in_progress[record.method, self.app_name].dec()
 
 
 class InstrumentatorMetrics(Receiver):
@@ -109,10 +109,10 @@ class InstrumentatorMetrics(Receiver):
 
     def request_finished(self, record: RequestRecord) -> None:
         handler = record.route or self.unmatched
-        self.requests.get(record.method, _STATUS_CLASSES[record.status // 100], handler).inc()
-        self.request_size.get(handler).observe(max(0, record.request_size))
-        self.response_size.get(handler).observe(record.response_size)
-        self.latency.get(record.method, handler).observe(record.seconds)
+        self.requests[record.method, _STATUS_CLASSES[record.status // 100], handler].inc()
+        self.request_size[handler,].observe(max(0, record.request_size))
+        self.response_size[handler,].observe(record.response_size)
+        self.latency[record.method, handler].observe(record.seconds)
         self.latency_highr.observe(record.seconds)
 
 

@@ -33,23 +33,23 @@ class HttpServerMetrics(Receiver):
         self._exemplars_due: dict[tuple[int, int], float] = {}
 
     def request_started(self, record: RequestRecord) -> None:
-        self.active.get(record.method).inc()
+        self.active[record.method,].inc()
 
     def request_finished(self, record: RequestRecord) -> None:
         method, label, seconds = record.method, record.label, record.seconds
-        self.active.get(method).dec()
-        duration = self.duration.get(method, label, record.status)
+        self.active[method,].dec()
+        duration = self.duration[method, label, record.status]
         span = record.span
         context = span.get_span_context() if span is not None else None
         if context is not None and context.trace_flags.sampled and self._exemplar_due(duration, seconds):
             duration.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
         else:
             duration.observe(seconds)
-        self.response_size.get(method, label, record.status).observe(record.response_size)
+        self.response_size[method, label, record.status].observe(record.response_size)
         # Both series exist once the route has been seen, observed or not.
         time_to_first_byte, request_size = (
-            self.time_to_first_byte.get(method, label),
-            self.request_size.get(method, label),
+            self.time_to_first_byte[method, label],
+            self.request_size[method, label],
         )
         if record.first_byte:
             time_to_first_byte.observe(record.first_byte - record.start)

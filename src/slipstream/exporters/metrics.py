@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -84,32 +84,30 @@ def reuse_or_register(
         )
 
 
-class LabelledChildren(Generic[M]):
-    """A metric's labelled children, each bound once (``labels()`` costs more than the observation it serves).
+class LabelledChildren(dict[tuple[Hashable, ...], M]):
+    """A metric's labelled children by label values, each bound once (``labels()`` costs more than the observation
+    it serves): ``children[method, route, status]``. A hit is one dict look-up in C; a miss binds the child.
 
     The key's items become the label values (``str()`` of each). With ``limit``, keys past that many distinct ones
     share the child of ``overflow``, so a caller with unbounded names (``@timed``) still makes bounded series.
+    Binding twice in a race is harmless: prometheus_client hands out the same child for the same labels.
     """
 
-    __slots__ = ("_children", "_lock", "limit", "metric", "overflow")
-
     def __init__(self, metric: M, limit: int | None = None, overflow: tuple[Hashable, ...] = ()) -> None:
+        super().__init__()
         self.metric = metric
         self.limit = limit
         self.overflow = overflow
-        self._children: dict[tuple[Hashable, ...], M] = {}
-        self._lock = threading.Lock()
 
-    def get(self, *key: Hashable) -> M:
-        found = self._children.get(key)
-        if found is None:
-            with self._lock:
-                if self.limit is not None and len(self._children) >= self.limit and key not in self._children:
-                    key = self.overflow
-                found = self._children.get(key)
-                if found is None:
-                    found = self._children[key] = self.metric.labels(*(str(item) for item in key))
-        return found
+    def __missing__(self, key: tuple[Hashable, ...]) -> M:
+        if self.limit is not None and len(self) >= self.limit:
+            found = self.get(self.overflow)
+            if found is None:
+                found = self[self.overflow] = self.metric.labels(*(str(item) for item in self.overflow))
+            return found
+        child: M = self.metric.labels(*(str(item) for item in key))
+        self[key] = child
+        return child
 
 
 def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:

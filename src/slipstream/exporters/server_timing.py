@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from slipstream.record import Receiver, RequestRecord
 
@@ -21,7 +20,8 @@ class ServerTiming(Receiver):
         self._tokens: dict[str, str] = {}
 
     def response_started(self, record: RequestRecord, headers: list[tuple[bytes, bytes]]) -> None:
-        headers.append((b"server-timing", self.header(record, time.perf_counter() - record.start)))
+        # Timing notes the first byte just before the headers go out: app time is up to then.
+        headers.append((b"server-timing", self.header(record, record.first_byte - record.start)))
 
     def header(self, record: RequestRecord, elapsed: float) -> bytes:
         if not record.operations and not record.db_queries:

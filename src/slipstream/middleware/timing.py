@@ -175,7 +175,9 @@ class _Exchange:
         record.finished = True
         if not record.status:
             record.status = 500
-        route = record.resolve_route()
+        route = record.route
+        if route is None:
+            route = record.resolve_route()
         record.label = route or UNMATCHED_ROUTE
         record.instrumentation.request_finished(record)
         if record.span is not None:

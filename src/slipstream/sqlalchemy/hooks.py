@@ -133,7 +133,7 @@ class EngineHooks:
         found = self._statements.get(statement)
         if found is None:
             print_ = fingerprint(statement)
-            found = (print_, self.durations.get(self.system, print_.operation, print_.collection or ""))
+            found = (print_, self.durations[self.system, print_.operation, print_.collection or ""])
             if len(self._statements) < _STATEMENTS:
                 self._statements[statement] = found
         return found

@@ -43,10 +43,10 @@ class DatabaseRequests(Receiver):
     def request_finished(self, record: RequestRecord) -> None:
         route = record.label
         # Zero included: an instrumented app's requests that ran no statement are part of the distribution.
-        self.queries.get(route).observe(record.db_queries)
+        self.queries[route,].observe(record.db_queries)
         if not record.n_plus_one:
             return
-        self.findings.get(route).inc()
+        self.findings[route,].inc()
         span = record.span
         for text, caller in record.n_plus_one.items():
             count = record.fingerprints.get(text, 0)
