@@ -77,11 +77,14 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'slipstream' has no attribute {name!r}")
     try:
         loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:
+        from slipstream.extras import missing_extra
+
         extra = _EXTRAS.get(name)
-        if extra is None:
+        missing = None if extra is None else missing_extra(exc, f"slipstream.{name}", extra)
+        if missing is None:
             raise
-        raise ImportError(f"slipstream.{name} needs the {extra} extra: pip install 'slipstream[{extra}]'") from exc
+        raise missing from exc
     value = getattr(loaded, name)
     globals()[name] = value  # later look-ups do not come here
     return value

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from slipstream.extras import extra_needed
 from slipstream.http.codecs import Codec, available_encodings, make_codecs
 
 ENV_PREFIX = "SLIPSTREAM_"
@@ -146,7 +147,7 @@ class Settings:
         known = available_encodings()
         for name in self.compression_encodings:
             if name == "zstd" and name not in known:
-                raise ValueError("zstd compression needs the 'zstandard' package: pip install 'slipstream[zstd]'")
+                raise ValueError(extra_needed("zstd compression (the 'zstandard' package)", "zstd"))
             if name not in known:
                 raise ValueError(f"unknown encoding {name!r}; choose from {', '.join(known)}")
         if len(set(self.compression_encodings)) != len(self.compression_encodings):

@@ -60,7 +60,7 @@ class Instrumentation:
         self.cache = cache
         self.templates = RouteTemplates()
         self.operation_durations: LabelledChildren[Histogram] = LabelledChildren(
-            self.metrics.operation_duration, MAX_OPERATION_LABELS, (OTHER_OPERATIONS,)
+            self.metrics.operation_duration.labels, MAX_OPERATION_LABELS, (OTHER_OPERATIONS,)
         )
         # The SQLAlchemy side, filled in by the first instrumented engine (the extra may not be installed).
         self.engines: weakref.WeakSet[EngineHooks] = weakref.WeakSet()
@@ -73,9 +73,10 @@ class Instrumentation:
         self.receivers: list[Receiver] = []
         # Whether any receiver adds response headers (timing copies the start message only then).
         self.adds_response_headers = False
-        self._on_request: list[Callable[[RequestRecord], None]] = []
-        self._on_response: list[Callable[[RequestRecord, list[tuple[bytes, bytes]]], None]] = []
-        self._on_finish: list[Callable[[RequestRecord], None]] = []
+        # The overridden hooks of the receivers, in order: timing calls these.
+        self.on_request: list[Callable[[RequestRecord], None]] = []
+        self.on_response: list[Callable[[RequestRecord, list[tuple[bytes, bytes]]], None]] = []
+        self.on_finish: list[Callable[[RequestRecord], None]] = []
         for receiver in self._default_receivers():
             self.add_receiver(receiver)
 
@@ -103,35 +104,12 @@ class Instrumentation:
         self.receivers.append(receiver)
         kind = type(receiver)
         if kind.request_started is not Receiver.request_started:
-            self._on_request.append(receiver.request_started)
+            self.on_request.append(receiver.request_started)
         if kind.response_started is not Receiver.response_started:
-            self._on_response.append(receiver.response_started)
+            self.on_response.append(receiver.response_started)
             self.adds_response_headers = True
         if kind.request_finished is not Receiver.request_finished:
-            self._on_finish.append(receiver.request_finished)
-
-    # A receiver with a bug is logged and skipped: the request it describes goes on, and so do the other receivers.
-
-    def request_started(self, record: RequestRecord) -> None:
-        for receive in self._on_request:
-            try:
-                receive(record)
-            except Exception:
-                log.exception("slipstream: a receiver failed on a request's arrival (the request goes on)")
-
-    def response_started(self, record: RequestRecord, headers: list[tuple[bytes, bytes]]) -> None:
-        for receive in self._on_response:
-            try:
-                receive(record, headers)
-            except Exception:
-                log.exception("slipstream: a receiver failed on a response's headers (the response goes on)")
-
-    def request_finished(self, record: RequestRecord) -> None:
-        for receive in self._on_finish:
-            try:
-                receive(record)
-            except Exception:
-                log.exception("slipstream: recording a finished request failed (the response was sent)")
+            self.on_finish.append(receiver.request_finished)
 
     @property
     def tracer(self) -> trace.Tracer | None:

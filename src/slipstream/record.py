@@ -72,10 +72,11 @@ class RequestRecord:
         self.bottleneck: str | None = None
         self.db_queries = 0
         self.db_time = 0.0
-        # statement fingerprint -> executions in this request (for N+1 detection), at most MAX_FINGERPRINTS.
-        self.fingerprints: dict[str, int] = {}
+        # statement fingerprint -> executions in this request (for N+1 detection), at most MAX_FINGERPRINTS; made
+        # by the request's first statement (most requests of most apps run none).
+        self.fingerprints: dict[str, int] | None = None
         # SELECT fingerprint -> where it was first run from, once it reached the N+1 threshold.
-        self.n_plus_one: dict[str, str | None] = {}
+        self.n_plus_one: dict[str, str | None] | None = None
         # What the exchange showed; complete once ``finished`` is True.
         self.status = 0
         self.first_byte = 0.0

@@ -14,6 +14,7 @@ from slipstream.cache.entry import CacheEntry, deserialise, serialise
 from slipstream.cache.keys import request_fields, secondary_key
 from slipstream.cache.memory import MemoryStore
 from slipstream.config import Settings
+from slipstream.extras import missing_extra
 
 if TYPE_CHECKING:
     from slipstream.cache.redis_store import InvalidationListener, RedisStore
@@ -50,7 +51,10 @@ class ResponseCache:
             try:
                 from slipstream.cache.redis_store import RedisStore
             except ImportError as exc:
-                raise ImportError("cache_redis_url needs the Redis client: pip install 'slipstream[redis]'") from exc
+                missing = missing_extra(exc, "cache_redis_url", "redis")
+                if missing is None:
+                    raise
+                raise missing from exc
 
             redis = RedisStore.from_url(
                 settings.cache_redis_url, prefix=settings.cache_redis_prefix, timeout=settings.cache_redis_timeout

@@ -51,14 +51,11 @@ class StarletteExporterMetrics(Receiver):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ("method", "path", "status_code", "app_name")
-        self.requests = LabelledChildren(
-            reuse_or_register(Counter, registry, "starlette_requests_total", "Total HTTP requests", labels)
+        requests = reuse_or_register(Counter, registry, "starlette_requests_total", "Total HTTP requests", labels)
+        duration = reuse_or_register(
+            Histogram, registry, "starlette_request_duration_seconds", "HTTP request duration, in seconds", labels
         )
-        self.duration = LabelledChildren(
-            reuse_or_register(
-                Histogram, registry, "starlette_request_duration_seconds", "HTTP request duration, in seconds", labels
-            )
-        )
+        self.by_response = LabelledChildren(lambda *values: (requests.labels(*values), duration.labels(*values)))
         self.in_progress = LabelledChildren(
             reuse_or_register(
                 Gauge,
@@ -67,16 +64,18 @@ class StarletteExporterMetrics(Receiver):
                 "Total HTTP requests currently in progress",
                 ("method", "app_name"),
                 multiprocess_mode="livesum",
-            )
+            ).labels
         )
 
     def request_started(self, record: RequestRecord) -> None:
         self.in_progress[record.method, self.app_name].inc()
 
     def request_finished(self, record: RequestRecord) -> None:
-        labels = (record.method, record.route or self.unmatched, record.status, self.app_name)
-        self.requests[labels].inc()
-        self.duration[labels].observe(record.seconds)
+        requests, duration = self.by_response[
+            record.method, record.route or self.unmatched, record.status, self.app_name
+        ]
+        requests.inc()
+        duration.observe(record.seconds)
         self.in_progress[record.method, self.app_name].dec()
 
 
@@ -89,19 +88,19 @@ class InstrumentatorMetrics(Receiver):
         self.requests = LabelledChildren(reuse_or_register(
             Counter, registry, "http_requests_total", "Total number of requests by method, status and handler.",
             ("method", "status", "handler"),
-        ))  # fmt: skip
+        ).labels)  # fmt: skip
         self.request_size = LabelledChildren(reuse_or_register(
             Summary, registry, "http_request_size_bytes", "Content length of incoming requests by handler.",
             ("handler",),
-        ))  # fmt: skip
+        ).labels)  # fmt: skip
         self.response_size = LabelledChildren(reuse_or_register(
             Summary, registry, "http_response_size_bytes", "Content length of outgoing responses by handler.",
             ("handler",),
-        ))  # fmt: skip
+        ).labels)  # fmt: skip
         self.latency = LabelledChildren(reuse_or_register(
             Histogram, registry, "http_request_duration_seconds", "Latency with only few buckets by handler.",
             ("method", "handler"), buckets=_INSTRUMENTATOR_BUCKETS,
-        ))  # fmt: skip
+        ).labels)  # fmt: skip
         self.latency_highr = reuse_or_register(
             Histogram, registry, "http_request_duration_highr_seconds", "Latency with many buckets but no labels.",
             (), buckets=_INSTRUMENTATOR_HIGHR_BUCKETS,

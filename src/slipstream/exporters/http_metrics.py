@@ -22,11 +22,14 @@ class HttpServerMetrics(Receiver):
     """``http_server_*`` in Prometheus form: duration (with exemplars), TTFB, in flight, body sizes."""
 
     def __init__(self, metrics: Metrics, buckets: tuple[float, ...]) -> None:
-        self.duration = LabelledChildren(metrics.request_duration)
-        self.response_size = LabelledChildren(metrics.response_body_size)
-        self.time_to_first_byte = LabelledChildren(metrics.time_to_first_byte)
-        self.request_size = LabelledChildren(metrics.request_body_size)
-        self.active = LabelledChildren(metrics.active_requests)
+        duration, response_size = metrics.request_duration, metrics.response_body_size
+        time_to_first_byte, request_size = metrics.time_to_first_byte, metrics.request_body_size
+        # One look-up per label set serves the metrics that share it.
+        self.by_response = LabelledChildren(lambda *values: (duration.labels(*values), response_size.labels(*values)))
+        self.by_route = LabelledChildren(
+            lambda *values: (time_to_first_byte.labels(*values), request_size.labels(*values))
+        )
+        self.active = LabelledChildren(metrics.active_requests.labels)
         # When each (series, bucket) may take its next exemplar: Prometheus keeps one per bucket, so one a second
         # per bucket shows the same and skips most of the cost of attaching them.
         self._buckets = buckets
@@ -38,19 +41,16 @@ class HttpServerMetrics(Receiver):
     def request_finished(self, record: RequestRecord) -> None:
         method, label, seconds = record.method, record.label, record.seconds
         self.active[method,].dec()
-        duration = self.duration[method, label, record.status]
+        duration, response_size = self.by_response[method, label, record.status]
         span = record.span
         context = span.get_span_context() if span is not None else None
         if context is not None and context.trace_flags.sampled and self._exemplar_due(duration, seconds):
             duration.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
         else:
             duration.observe(seconds)
-        self.response_size[method, label, record.status].observe(record.response_size)
+        response_size.observe(record.response_size)
         # Both series exist once the route has been seen, observed or not.
-        time_to_first_byte, request_size = (
-            self.time_to_first_byte[method, label],
-            self.request_size[method, label],
-        )
+        time_to_first_byte, request_size = self.by_route[method, label]
         if record.first_byte:
             time_to_first_byte.observe(record.first_byte - record.start)
         if record.request_size >= 0:

@@ -7,7 +7,7 @@ Names follow OpenTelemetry's stable HTTP and database semantic conventions in Pr
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -84,29 +84,33 @@ def reuse_or_register(
         )
 
 
-class LabelledChildren(dict[tuple[Hashable, ...], M]):
-    """A metric's labelled children by label values, each bound once (``labels()`` costs more than the observation
-    it serves): ``children[method, route, status]``. A hit is one dict look-up in C; a miss binds the child.
+C = TypeVar("C")
 
-    The key's items become the label values (``str()`` of each). With ``limit``, keys past that many distinct ones
-    share the child of ``overflow``, so a caller with unbounded names (``@timed``) still makes bounded series.
-    Binding twice in a race is harmless: prometheus_client hands out the same child for the same labels.
+
+class LabelledChildren(dict[tuple[Hashable, ...], C]):
+    """Labelled children by label values, each bound once (``labels()`` costs more than the observation it serves):
+    ``children[method, route, status]``. A hit is one dict look-up in C; a miss calls ``bind`` with the label
+    values (``str()`` of the key's items): ``metric.labels`` for one metric, or a function binding several metrics
+    that share labels, so one look-up serves them all.
+
+    With ``limit``, keys past that many distinct ones share the child of ``overflow``, so a caller with unbounded
+    names (``@timed``) still makes bounded series. Binding twice in a race is harmless: prometheus_client hands
+    out the same child for the same labels.
     """
 
-    def __init__(self, metric: M, limit: int | None = None, overflow: tuple[Hashable, ...] = ()) -> None:
+    def __init__(self, bind: Callable[..., C], limit: int | None = None, overflow: tuple[Hashable, ...] = ()) -> None:
         super().__init__()
-        self.metric = metric
+        self.bind = bind
         self.limit = limit
         self.overflow = overflow
 
-    def __missing__(self, key: tuple[Hashable, ...]) -> M:
+    def __missing__(self, key: tuple[Hashable, ...]) -> C:
         if self.limit is not None and len(self) >= self.limit:
-            found = self.get(self.overflow)
-            if found is None:
-                found = self[self.overflow] = self.metric.labels(*(str(item) for item in self.overflow))
-            return found
-        child: M = self.metric.labels(*(str(item) for item in key))
-        self[key] = child
+            key = self.overflow
+            found = self.get(key)
+            if found is not None:
+                return found
+        child = self[key] = self.bind(*(str(item) for item in key))
         return child
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 
 from slipstream.config import Settings
+from slipstream.extras import missing_extra
 
 if TYPE_CHECKING:
     from opentelemetry import metrics
@@ -185,10 +186,10 @@ def configure_opentelemetry(
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     except ImportError as exc:
-        raise ImportError(
-            "exporting to otel_endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) needs the OpenTelemetry SDK and OTLP exporter: "
-            "pip install 'slipstream[otel]'"
-        ) from exc
+        missing = missing_extra(exc, "otel_endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)", "otel")
+        if missing is None:
+            raise
+        raise missing from exc
     from slipstream import __version__
 
     attributes = {

@@ -10,6 +10,7 @@ ends the span. Labels are bounded: the method (unknown ones are ``_OTHER``), the
 
 from __future__ import annotations
 
+import logging
 import time
 from contextvars import Token
 from typing import Any
@@ -26,6 +27,10 @@ from slipstream.record import UNMATCHED_ROUTE, RequestRecord, close_record, open
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _DECODED_HEADERS = 1024
+# A receiver with a bug is logged and skipped: the request it describes goes on, and so do the other receivers.
+_RECEIVER_FAILED = "slipstream: a receiver failed on %s (the request goes on)"
+
+log = logging.getLogger("slipstream.timing")
 
 
 class TimingMiddleware:
@@ -49,7 +54,11 @@ class TimingMiddleware:
         )
         exchange = _Exchange(record, receive, send)
         token = open_record(record)
-        instrumentation.request_started(record)
+        for started in instrumentation.on_request:
+            try:
+                started(record)
+            except Exception:
+                log.exception(_RECEIVER_FAILED, "a request's arrival")
         tracer = instrumentation.tracer
         context_token = self.start_span(tracer, record) if tracer is not None else None
         try:
@@ -150,7 +159,11 @@ class _Exchange:
             instrumentation = record.instrumentation
             if instrumentation.adds_response_headers:
                 headers = list(message.get("headers", ()))
-                instrumentation.response_started(record, headers)
+                for started in instrumentation.on_response:
+                    try:
+                        started(record, headers)
+                    except Exception:
+                        log.exception(_RECEIVER_FAILED, "a response's headers")
                 message = {**message, "headers": headers}
             self.start_headers = message.get("headers", ())
             await self.downstream(message)
@@ -179,7 +192,11 @@ class _Exchange:
         if route is None:
             route = record.resolve_route()
         record.label = route or UNMATCHED_ROUTE
-        record.instrumentation.request_finished(record)
+        for finished in record.instrumentation.on_finish:
+            try:
+                finished(record)
+            except Exception:
+                log.exception(_RECEIVER_FAILED, "a finished request")
         if record.span is not None:
             _end_span(record.span, record)
 

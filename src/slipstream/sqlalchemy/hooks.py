@@ -69,7 +69,7 @@ class EngineHooks:
         self.spans = StatementSpans(engine, instrumentation.telemetry if tracing else None)
         self.index_advisor = index_advisor
         metrics = instrumentation.metrics
-        self.durations: LabelledChildren[Histogram] = LabelledChildren(metrics.db_operation_duration)
+        self.durations: LabelledChildren[Histogram] = LabelledChildren(metrics.db_operation_duration.labels)
         self.errors = metrics.db_errors
         if instrumentation.slow_queries is None:
             instrumentation.slow_queries = SlowQueries()

@@ -24,11 +24,18 @@ def note_statement(record: RequestRecord, print_: Fingerprint, seconds: float, t
     record.db_queries += 1
     record.db_time += seconds
     seen = record.fingerprints
+    if seen is None:
+        record.fingerprints = {print_.text: 1}
+        return
     count = seen.get(print_.text)
     if count is not None:
         seen[print_.text] = count = count + 1
-        if count == threshold and print_.operation == "SELECT" and print_.text not in record.n_plus_one:
-            record.n_plus_one[print_.text] = caller_location()
+        if count == threshold and print_.operation == "SELECT":
+            findings = record.n_plus_one
+            if findings is None:
+                findings = record.n_plus_one = {}
+            if print_.text not in findings:
+                findings[print_.text] = caller_location()
     elif len(seen) < MAX_FINGERPRINTS:
         seen[print_.text] = 1
 
@@ -37,19 +44,20 @@ class DatabaseRequests(Receiver):
     """Per finished request: how many statements it ran, and the N+1 findings."""
 
     def __init__(self, metrics: Metrics) -> None:
-        self.queries = LabelledChildren(metrics.db_queries_per_request)
-        self.findings = LabelledChildren(metrics.db_n_plus_one)
+        self.queries = LabelledChildren(metrics.db_queries_per_request.labels)
+        self.findings = LabelledChildren(metrics.db_n_plus_one.labels)
 
     def request_finished(self, record: RequestRecord) -> None:
         route = record.label
         # Zero included: an instrumented app's requests that ran no statement are part of the distribution.
         self.queries[route,].observe(record.db_queries)
-        if not record.n_plus_one:
+        findings, seen = record.n_plus_one, record.fingerprints
+        if not findings or seen is None:
             return
         self.findings[route,].inc()
         span = record.span
-        for text, caller in record.n_plus_one.items():
-            count = record.fingerprints.get(text, 0)
+        for text, caller in findings.items():
+            count = seen.get(text, 0)
             log.warning(
                 "N+1: %d executions of %s in %s %s, first reaching the threshold from %s",
                 count,
