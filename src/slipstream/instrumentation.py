@@ -60,7 +60,7 @@ class Instrumentation:
         self.cache = cache
         self.templates = RouteTemplates()
         self.operation_durations: LabelledChildren[Histogram] = LabelledChildren(
-            self.metrics.operation_duration.labels, MAX_OPERATION_LABELS, (OTHER_OPERATIONS,)
+            self.metrics.operation_duration.labels, MAX_OPERATION_LABELS, OTHER_OPERATIONS
         )
         # The SQLAlchemy side, filled in by the first instrumented engine (the extra may not be installed).
         self.engines: weakref.WeakSet[EngineHooks] = weakref.WeakSet()
@@ -90,11 +90,11 @@ class Instrumentation:
         meter = self.telemetry.meter("slipstream") if self.telemetry.meter_provider is not None else None
         if meter is not None:
             receivers.append(OtelHttpMetrics(meter))
-        receivers.append(BottleneckLog(s.timing_bottleneck_share))
         if self.report is not None:
             receivers.append(self.report)
-        if s.timing_server_timing:
-            receivers.append(ServerTiming(s.timing_bottleneck_share))
+        # Server-Timing explains the request in a header as well as in the bottleneck log.
+        explain = ServerTiming if s.timing_server_timing else BottleneckLog
+        receivers.append(explain(s.timing_bottleneck_share))
         return receivers
 
     # Requests ------------------------------------------------------------------------------------------------

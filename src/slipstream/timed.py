@@ -82,7 +82,7 @@ class timed:
         self._start = None
         instrumentation, self._instrumentation = self._instrumentation, None
         if instrumentation is not None:
-            instrumentation.operation_durations[self.name,].observe(seconds)
+            instrumentation.operation_durations[self.name].observe(seconds)
             record = current_record()
             if record is not None:
                 record.add_operation(self.name, seconds)

@@ -109,8 +109,8 @@ class InstrumentatorMetrics(Receiver):
     def request_finished(self, record: RequestRecord) -> None:
         handler = record.route or self.unmatched
         self.requests[record.method, _STATUS_CLASSES[record.status // 100], handler].inc()
-        self.request_size[handler,].observe(max(0, record.request_size))
-        self.response_size[handler,].observe(record.response_size)
+        self.request_size[handler].observe(max(0, record.request_size))
+        self.response_size[handler].observe(record.response_size)
         self.latency[record.method, handler].observe(record.seconds)
         self.latency_highr.observe(record.seconds)
 

@@ -36,11 +36,11 @@ class HttpServerMetrics(Receiver):
         self._exemplars_due: dict[tuple[int, int], float] = {}
 
     def request_started(self, record: RequestRecord) -> None:
-        self.active[record.method,].inc()
+        self.active[record.method].inc()
 
     def request_finished(self, record: RequestRecord) -> None:
         method, label, seconds = record.method, record.label, record.seconds
-        self.active[method,].dec()
+        self.active[method].dec()
         duration, response_size = self.by_response[method, label, record.status]
         span = record.span
         context = span.get_span_context() if span is not None else None

@@ -87,30 +87,31 @@ def reuse_or_register(
 C = TypeVar("C")
 
 
-class LabelledChildren(dict[tuple[Hashable, ...], C]):
+class LabelledChildren(dict[Hashable, C]):
     """Labelled children by label values, each bound once (``labels()`` costs more than the observation it serves):
-    ``children[method, route, status]``. A hit is one dict look-up in C; a miss calls ``bind`` with the label
-    values (``str()`` of the key's items): ``metric.labels`` for one metric, or a function binding several metrics
-    that share labels, so one look-up serves them all.
+    ``children[method, route, status]``, or ``children[method]`` for one label. A hit is one dict look-up in C; a
+    miss calls ``bind`` with the label values (``str()`` of the key's items): ``metric.labels`` for one metric, or a
+    function binding several metrics that share labels, so one look-up serves them all.
 
     With ``limit``, keys past that many distinct ones share the child of ``overflow``, so a caller with unbounded
     names (``@timed``) still makes bounded series. Binding twice in a race is harmless: prometheus_client hands
     out the same child for the same labels.
     """
 
-    def __init__(self, bind: Callable[..., C], limit: int | None = None, overflow: tuple[Hashable, ...] = ()) -> None:
+    def __init__(self, bind: Callable[..., C], limit: int | None = None, overflow: Hashable = ()) -> None:
         super().__init__()
         self.bind = bind
         self.limit = limit
         self.overflow = overflow
 
-    def __missing__(self, key: tuple[Hashable, ...]) -> C:
+    def __missing__(self, key: Hashable) -> C:
         if self.limit is not None and len(self) >= self.limit:
             key = self.overflow
             found = self.get(key)
             if found is not None:
                 return found
-        child = self[key] = self.bind(*(str(item) for item in key))
+        values = key if isinstance(key, tuple) else (key,)
+        child = self[key] = self.bind(*(str(item) for item in values))
         return child
 
 

@@ -50,11 +50,11 @@ class DatabaseRequests(Receiver):
     def request_finished(self, record: RequestRecord) -> None:
         route = record.label
         # Zero included: an instrumented app's requests that ran no statement are part of the distribution.
-        self.queries[route,].observe(record.db_queries)
+        self.queries[route].observe(record.db_queries)
         findings, seen = record.n_plus_one, record.fingerprints
         if not findings or seen is None:
             return
-        self.findings[route,].inc()
+        self.findings[route].inc()
         span = record.span
         for text, caller in findings.items():
             count = seen.get(text, 0)
