@@ -446,7 +446,9 @@ def test_zstd_without_zstandard_is_a_clear_error() -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
-    assert "zstd compression (the 'zstandard' package) needs the zstd extra: pip install 'slipstream[zstd]'" in out.stdout
+    assert (
+        "zstd compression (the 'zstandard' package) needs the zstd extra: pip install 'slipstream[zstd]'" in out.stdout
+    )
 
 
 async def test_large_streamed_chunks_are_compressed_in_a_thread_and_still_decode() -> None:
