@@ -280,12 +280,42 @@ async def test_unconditional_writes_do_not_probe() -> None:
     assert (document.reads, document.writes) == (0, 1)
 
 
-async def test_a_failing_get_means_no_current_representation() -> None:
+async def test_a_failing_get_leaves_the_preconditions_to_the_app() -> None:
     document = Document()
     async with asgi_client(document.app()) as client:
         result = await client.put("/boom", content=b"x", headers={"if-match": "*"})
         created = await client.put("/boom", content=b"x", headers={"if-none-match": "*"})
-    assert (result.status_code, created.status_code) == (412, 200)
+    assert (result.status_code, created.status_code, document.writes) == (200, 200, 2)
+
+
+@pytest.mark.parametrize(
+    ("get_status", "headers", "status"),
+    [
+        # No current representation: If-Match fails, If-None-Match: * passes (a create-only PUT).
+        (404, {"if-match": '"v1"'}, 412),
+        (410, {"if-match": "*"}, 412),
+        (410, {"if-none-match": "*"}, 201),
+        # The GET says nothing of the current state: the app answers as it would without preconditions.
+        (401, {"if-match": '"v1"'}, 201),
+        (403, {"if-match": "*"}, 201),
+        (403, {"if-none-match": "*"}, 201),
+        (307, {"if-match": '"v1"'}, 201),
+        (500, {"if-match": '"v1"'}, 201),
+    ],
+)
+async def test_only_404_and_410_mean_no_current_representation(
+    get_status: int, headers: dict[str, str], status: int
+) -> None:
+    async def thing(request: Request) -> Response:
+        if request.method == "GET":
+            return PlainTextResponse("refused", status_code=get_status)
+        return PlainTextResponse("created", status_code=201)
+
+    app = Starlette(routes=[Route("/thing", thing, methods=["GET", "PUT"])])
+    app.add_middleware(ConditionalMiddleware)
+    async with asgi_client(app) as client:
+        result = await client.put("/thing", content=b"x", headers=headers)
+    assert result.status_code == status
 
 
 async def test_probe_of_an_endless_stream_stops_at_the_first_chunk() -> None:

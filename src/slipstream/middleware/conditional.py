@@ -38,6 +38,8 @@ _PROBE_DROPS = CONDITIONAL_HEADERS | {
     b"transfer-encoding",
     b"expect",
 }
+# What a GET answers when there is no current representation (If-Match fails, If-None-Match: * passes).
+_NO_REPRESENTATION = frozenset({404, 410})
 _PASS, _HOLD, _DROP = range(3)
 
 
@@ -96,8 +98,10 @@ class ConditionalMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        etag, last_modified, exists = await self._current_validators(scope)
-        if preconditions.evaluate(method, etag, last_modified, exists) is not None:
+        current = await self._current_validators(scope)
+        # RFC 9110 §13.2.1: preconditions apply only when the request would otherwise succeed. A GET refused (401,
+        # 403), redirected or failing says nothing of the current state: the app answers, as without preconditions.
+        if current is not None and preconditions.evaluate(method, *current) is not None:
             self.replaced[PRECONDITION_FAILED].inc()
             await send_precondition_failed(send, method)
             return
@@ -107,11 +111,13 @@ class ConditionalMiddleware:
     def make_etag(self, body: bytes) -> bytes:
         return content_etag(body, weak=self.weak_etags)
 
-    async def _current_validators(self, scope: Scope) -> tuple[EntityTag | None, int | None, bool]:
+    async def _current_validators(self, scope: Scope) -> tuple[EntityTag | None, int | None, bool] | None:
         """GET the same URL in-process to learn the current ETag / Last-Modified before an unsafe method runs.
 
-        The app's unsafe handler does not run when the precondition fails. The GET and the unsafe request
-        are not atomic: two writers racing within that window are the app's to serialise.
+        Returns the validators and whether a current representation exists (2xx: yes; 404, 410: no), or None when
+        the GET answered anything else or raised. The app's unsafe handler does not run when the precondition
+        fails. The GET and the unsafe request are not atomic: two writers racing within that window are the app's
+        to serialise.
         """
         probe = _ValidatorProbe(self)
         headers = [(key, value) for key, value in scope["headers"] if key not in _PROBE_DROPS]
@@ -123,8 +129,8 @@ class ConditionalMiddleware:
             try:
                 await self.app(probe_scope, probe.receive, probe.send)
             except Exception:
-                # A GET that fails has no current representation to compare with.
-                probe.status = 500
+                # A GET that fails tells nothing of the current representation.
+                return None
         return probe.result()
 
 
@@ -247,9 +253,13 @@ class _ValidatorProbe:
         if self.cancel_scope is not None:
             self.cancel_scope.cancel()
 
-    def result(self) -> tuple[EntityTag | None, int | None, bool]:
-        etag, last_modified = _validators(self.headers)
-        return etag, last_modified, 200 <= self.status < 300
+    def result(self) -> tuple[EntityTag | None, int | None, bool] | None:
+        if 200 <= self.status < 300:
+            etag, last_modified = _validators(self.headers)
+            return etag, last_modified, True
+        if self.status in _NO_REPRESENTATION:
+            return None, None, False
+        return None
 
 
 def _validators(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> tuple[EntityTag | None, int | None]:
