@@ -14,6 +14,7 @@ from slipstream.http.codecs import Codec, StreamCompressor
 from slipstream.http.content_types import CompressiblePolicy
 from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
 from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header, weaken_etag
+from slipstream.http.responses import not_acceptable
 from slipstream.middleware.standalone import own_instrumentation
 
 if TYPE_CHECKING:
@@ -71,8 +72,7 @@ class CompressionMiddleware:
             s.compression_exclude_content_types, s.compression_include_content_types, s.compression_event_stream
         )
         self.excluded_path = path_matcher(s.compression_exclude_paths)
-        supported = ", ".join(s.compression_encodings)
-        self.not_acceptable_body = f"Not Acceptable: this response is only available in: {supported}\n".encode()
+        self.not_acceptable = not_acceptable(s.compression_encodings)
 
     @classmethod
     def from_settings(cls, app: ASGIApp, settings: Settings, instrumentation: Instrumentation) -> CompressionMiddleware:
@@ -205,6 +205,7 @@ class _CompressionResponder:
             return message
         compressible = self.middleware.compressible(content_type)
         if self.capture is not None:
+            self.capture.negotiated = True
             self.capture.compressible = compressible
         if not self.forced and not compressible:
             return message
@@ -269,13 +270,8 @@ class _CompressionResponder:
         await self.downstream({"type": "http.response.body", "body": tail})
 
     async def _send_not_acceptable(self) -> None:
-        body = self.middleware.not_acceptable_body
-        response_headers: RawHeaders = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"vary", b"Accept-Encoding"),
-        ]
-        await self.downstream({"type": "http.response.start", "status": 406, "headers": response_headers})
+        headers, body = self.middleware.not_acceptable
+        await self.downstream({"type": "http.response.start", "status": 406, "headers": list(headers)})
         await self.downstream({"type": "http.response.body", "body": b"" if self.is_head else body})
 
 
