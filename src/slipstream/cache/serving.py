@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.types import Send
 
@@ -19,6 +20,9 @@ from slipstream.http.preconditions import (
 )
 from slipstream.http.responses import not_acceptable, precondition_failed
 
+if TYPE_CHECKING:
+    from slipstream.exporters.metrics import CompressionBytes
+
 NOT_ACCEPTABLE = 406
 # Fills a missing variant: (entry, coding, encoded body) -> None.
 VariantSink = Callable[[CacheEntry, str, bytes], None]
@@ -27,8 +31,9 @@ VariantSink = Callable[[CacheEntry, str, bytes], None]
 class EntryResponder:
     """Turns entries into responses. Holds the codecs so variants match what CompressionMiddleware would send."""
 
-    def __init__(self, codecs: Mapping[str, Codec], status_header: bytes | None) -> None:
+    def __init__(self, codecs: Mapping[str, Codec], status_header: bytes | None, count_bytes: CompressionBytes) -> None:
         self.codecs = codecs
+        self.count_bytes = count_bytes
         self.negotiate = EncodingNegotiator(tuple(codecs))
         self.status_header = status_header
         self.not_acceptable = not_acceptable(codecs)
@@ -44,6 +49,9 @@ class EntryResponder:
             found = entry.variants.get(coding)
             if found is None:
                 found = self.codecs[coding].compress(entry.body)
+                # Counted once, when made: later hits serve the kept variant, and the variant of the response
+                # CompressionMiddleware compressed for the miss was counted there.
+                self.count_bytes(coding, len(entry.body), len(found))
                 keep_variant(entry, coding, found)
             body = found
         rendering = entry.rendered.get(coding)

@@ -7,7 +7,7 @@ Names follow OpenTelemetry's stable HTTP and database semantic conventions in Pr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,6 +57,26 @@ class Metrics:
         """
         with _register_lock:
             return _create(registry, tuple(buckets))
+
+
+class CompressionBytes:
+    """Counts what a compressor was given and produced, per coding: ``count(coding, given, produced)``.
+
+    The labelled children of ``codings`` are bound once: a labelled lookup per response would cost more than the
+    increment. Codings not listed are not counted.
+    """
+
+    def __init__(self, metrics: Metrics, codings: Iterable[str]) -> None:
+        self._counters = {
+            name: (metrics.compression_input_bytes.labels(name), metrics.compression_output_bytes.labels(name))
+            for name in codings
+        }
+
+    def __call__(self, coding: str, given: int, produced: int) -> None:
+        counters = self._counters.get(coding)
+        if counters is not None:
+            counters[0].inc(given)
+            counters[1].inc(produced)
 
 
 # Two apps registering into one registry from two threads must not both create a metric.

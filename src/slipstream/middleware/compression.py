@@ -9,6 +9,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings, path_matcher
+from slipstream.exporters.metrics import CompressionBytes
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec, StreamCompressor
 from slipstream.http.content_types import CompressiblePolicy
@@ -59,12 +60,7 @@ class CompressionMiddleware:
         )
         self.app = app
         self.codecs: dict[str, Codec] = s.codecs()
-        metrics = (instrumentation or own_instrumentation()).metrics
-        # Label children bound once: a labelled lookup per response would cost more than the increment.
-        self.byte_counters = {
-            name: (metrics.compression_input_bytes.labels(name), metrics.compression_output_bytes.labels(name))
-            for name in self.codecs
-        }
+        self.count_bytes = CompressionBytes((instrumentation or own_instrumentation()).metrics, self.codecs)
         self.negotiate = EncodingNegotiator(s.compression_encodings)
         self.minimum_size = s.compression_minimum_size
         self.thread_threshold = s.compression_thread_threshold
@@ -100,12 +96,6 @@ class CompressionMiddleware:
         choice = self.negotiate(request_header(scope["headers"], b"accept-encoding"))
         responder = _CompressionResponder(self, send, choice, scope["method"] == "HEAD", scope.get(CAPTURE_SCOPE_KEY))
         await self.app(scope, receive, responder.send)
-
-    def count_bytes(self, coding: str, given: int, produced: int) -> None:
-        counters = self.byte_counters.get(coding)
-        if counters is not None:
-            counters[0].inc(given)
-            counters[1].inc(produced)
 
     async def run_compression(self, work: Callable[[bytes], bytes], data: bytes) -> bytes:
         """Compress on the event loop when cheap, in a worker thread when the input is large."""
