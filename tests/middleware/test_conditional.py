@@ -194,6 +194,31 @@ async def test_streamed_response_with_app_etag_gets_304_without_waiting_for_the_
     assert result.status_code == 304
 
 
+async def test_an_apps_own_head_handler_gets_no_etag_from_its_body_but_its_own_etag_is_honoured() -> None:
+    async def head(request: Request) -> Response:
+        tagged = request.url.path == "/tagged"
+        return PlainTextResponse("null", headers={"etag": '"h1"'} if tagged else {"x-handler": "head"})
+
+    async def get(request: Request) -> Response:
+        return PlainTextResponse(TEXT.decode())
+
+    app = Starlette(
+        routes=[
+            Route("/{name}", head, methods=["HEAD"]),  # first: the router sends HEAD here, not to GET's route
+            Route("/{name}", get, methods=["GET"]),
+        ]
+    )
+    app.add_middleware(ConditionalMiddleware)
+    async with asgi_client(app) as client:
+        plain = await client.head("/plain")
+        tagged = await client.head("/tagged")
+        revalidated = await client.head("/tagged", headers={"if-none-match": '"h1"'})
+        refused = await client.head("/tagged", headers={"if-match": '"h0"'})
+    assert (plain.status_code, plain.headers["x-handler"], plain.content) == (200, "head", b"")
+    assert "etag" not in plain.headers  # a hash of "null" is no validator of the resource
+    assert (tagged.headers["etag"], revalidated.status_code, refused.status_code) == ('"h1"', 304, 412)
+
+
 class Document:
     """A resource with a version ETag and a GET/PUT/DELETE handler that counts how often writes ran."""
 

@@ -21,6 +21,7 @@ from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
+from slipstream.middleware.routes import app_handles_head
 from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
 
@@ -127,6 +128,10 @@ class CacheMiddleware:
             return
         if method not in ("GET", "HEAD"):
             await self._unsafe(scope, receive, send)
+            return
+        if method == "HEAD" and app_handles_head(scope):
+            # The app's own HEAD handler answers, not the GET entry; and its bodiless answer is not stored.
+            await self.app(scope, receive, self._bypass(send))
             return
         headers: RawHeaders = scope["headers"]
         request = policy.request_directives(

@@ -21,6 +21,7 @@ from slipstream.http.preconditions import (
     parse_http_date,
 )
 from slipstream.http.responses import head_body, send_precondition_failed
+from slipstream.middleware.routes import app_handles_head
 from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import follow_scope
 
@@ -80,14 +81,19 @@ class ConditionalMiddleware:
         method: str = scope["method"]
         preconditions = Preconditions.from_headers(scope["headers"])
         if method in ("GET", "HEAD"):
-            if preconditions is None and not self.generate_etags:
+            generate = self.generate_etags
+            if method == "HEAD" and generate:
+                if app_handles_head(scope):
+                    # The app's own HEAD handler runs; what body it sends is not the representation to hash.
+                    generate = False
+                else:
+                    # HEAD runs as GET so the body can be hashed: HEAD must carry the ETag GET would.
+                    scope = {**scope, "method": "GET"}
+                    follow_scope(scope)
+            if preconditions is None and not generate:
                 await self.app(scope, receive, send)
                 return
-            responder = _ConditionalResponder(self, send, preconditions, method)
-            # HEAD runs as GET so the body can be hashed: HEAD must carry the ETag GET would.
-            if method == "HEAD" and self.generate_etags:
-                scope = {**scope, "method": "GET"}
-                follow_scope(scope)
+            responder = _ConditionalResponder(self, send, preconditions, method, generate)
             await self.app(scope, receive, responder.send)
             return
         if (
@@ -137,12 +143,18 @@ class ConditionalMiddleware:
 class _ConditionalResponder:
     """Per-request state for GET and HEAD: adds an ETag, then evaluates the preconditions."""
 
-    __slots__ = ("downstream", "is_head", "method", "middleware", "preconditions", "start", "state")
+    __slots__ = ("downstream", "generate", "is_head", "method", "middleware", "preconditions", "start", "state")
 
     def __init__(
-        self, middleware: ConditionalMiddleware, downstream: Send, preconditions: Preconditions | None, method: str
+        self,
+        middleware: ConditionalMiddleware,
+        downstream: Send,
+        preconditions: Preconditions | None,
+        method: str,
+        generate: bool,
     ) -> None:
         self.middleware = middleware
+        self.generate = generate
         self.downstream = downstream
         self.preconditions = preconditions
         self.method = method
@@ -180,7 +192,7 @@ class _ConditionalResponder:
             if key.lower() == b"etag":
                 etag = value
                 break
-        if status == 200 and etag is None and self.middleware.generate_etags:
+        if status == 200 and etag is None and self.generate:
             self.start = message
             self.state = _HOLD
             return
