@@ -62,8 +62,8 @@ class Metrics:
 class CompressionBytes:
     """Counts what a compressor was given and produced, per coding: ``count(coding, given, produced)``.
 
-    The labelled children of ``codings`` are bound once: a labelled lookup per response would cost more than the
-    increment. Codings not listed are not counted.
+    The labelled children of ``codings`` (every coding the caller compresses with) are bound once: a labelled
+    lookup per response would cost more than the increment.
     """
 
     def __init__(self, metrics: Metrics, codings: Iterable[str]) -> None:
@@ -73,10 +73,9 @@ class CompressionBytes:
         }
 
     def __call__(self, coding: str, given: int, produced: int) -> None:
-        counters = self._counters.get(coding)
-        if counters is not None:
-            counters[0].inc(given)
-            counters[1].inc(produced)
+        input_bytes, output_bytes = self._counters[coding]
+        input_bytes.inc(given)
+        output_bytes.inc(produced)
 
 
 # Two apps registering into one registry from two threads must not both create a metric.

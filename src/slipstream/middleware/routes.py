@@ -89,7 +89,7 @@ def app_handles_head(scope: Scope) -> bool:
     return inspect.isclass(endpoint) and hasattr(endpoint, "head")
 
 
-def _full_match(routes: Iterable[object], scope: Scope) -> object | None:
+def _full_match(routes: Iterable[Any], scope: Scope) -> object | None:
     """The route the router picks for ``scope`` (its first full match), inside mounts, hosts and included routers."""
     for route in routes:
         contexts = getattr(route, "effective_route_contexts", None)
@@ -99,10 +99,7 @@ def _full_match(routes: Iterable[object], scope: Scope) -> object | None:
             if found is not None:
                 return found
             continue
-        matches = getattr(route, "matches", None)
-        if matches is None:
-            continue
-        match, child = matches(scope)
+        match, child = route.matches(scope)
         if match is Match.FULL:
             # A mount or host that matches is where the router goes, whatever its own routes then say.
             return _full_match(route.routes, {**scope, **child}) if isinstance(route, (Mount, Host)) else route
