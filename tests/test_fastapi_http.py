@@ -85,7 +85,10 @@ async def test_preconditions_still_guard_writes_the_caller_may_make() -> None:
         stale = await client.put("/items/1", headers={**writer, "if-match": '"v0"'})
         fresh = await client.put("/items/1", headers={**writer, "if-match": '"v1"'})
         missing = await client.put("/items/x", headers={**writer, "if-match": '"v1"'})
+        # A reader's GET succeeds: with a current If-Match the write goes to the app, which refuses it.
+        reader = await client.put("/items/1", headers={"authorization": "Bearer reader", "if-match": '"v1"'})
     assert (stale.status_code, fresh.status_code, items.writes) == (412, 200, 1)
+    assert reader.status_code == 403
     assert missing.status_code == 422  # FastAPI's own validation answer: the GET failing is not "no item"
 
 
