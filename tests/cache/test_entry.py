@@ -20,6 +20,7 @@ ENTRY = CacheEntry(
     no_cache=True,
     must_revalidate=True,
     compressible=True,
+    negotiated=True,
     vary=("accept-language", "cookie"),
     tags=("product-1", "listing"),
     variants={"br": b"\x0b\x01\x80", "gzip": b"\x1f\x8b"},

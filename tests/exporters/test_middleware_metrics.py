@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
-from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware
+import slipstream
+from slipstream import CacheMiddleware, CompressionMiddleware, ConditionalMiddleware, Settings
 from tests.middleware.apps import TEXT, respond
-from tests.support import call_asgi, instrumented
+from tests.support import asgi_client, call_asgi, instrumented
 
 pytestmark = pytest.mark.anyio
 
@@ -50,3 +56,29 @@ async def test_streamed_compression_counts_every_chunk() -> None:
     assert registry.get_sample_value("slipstream_compression_input_bytes_total", {"encoding": "zstd"}) == sum(
         len(chunk) for chunk in chunks
     )
+
+
+async def test_variants_the_cache_fills_are_counted_once_and_reported() -> None:
+    async def page(request: Request) -> Response:
+        return PlainTextResponse(TEXT.decode(), headers={"cache-control": "max-age=60"})
+
+    app = Starlette(routes=[Route("/", page)])
+    registry = CollectorRegistry()
+    instrumentation = slipstream.install(app, Settings(metrics_port=None, report_enabled=True), registry=registry)
+    bodies: dict[str, int] = {}
+    async with asgi_client(app) as client:
+        # zstd: a miss CompressionMiddleware compresses; gzip and br: variants the cache makes on their first hit.
+        for coding in ("zstd", "zstd", "gzip", "gzip", "br", "gzip", "br", "zstd"):
+            response = await client.get("/", headers={"accept-encoding": coding})
+            assert response.headers["content-encoding"] == coding
+            bodies[coding] = int(response.headers["content-length"])
+
+    def value(name: str, coding: str) -> float:
+        return registry.get_sample_value(f"slipstream_compression_{name}_bytes_total", {"encoding": coding}) or 0.0
+
+    for coding, size in bodies.items():
+        assert value("input", coding) == len(TEXT), coding
+        assert value("output", coding) == size, coding
+    assert instrumentation.report is not None
+    reported = instrumentation.report.snapshot()["compression"]
+    assert {coding: row["input_bytes"] for coding, row in reported.items()} == dict.fromkeys(bodies, len(TEXT))

@@ -106,6 +106,13 @@ async def test_openmetrics_with_exemplars_and_gzip_are_negotiated() -> None:
         ({"bearer_token": "s3cret"}, {}, 401),
         ({"bearer_token": "s3cret"}, {"authorization": "Bearer wrong"}, 401),
         ({"bearer_token": "s3cret"}, {"authorization": "Bearer s3cret"}, 200),
+        # RFC 9110 §11.1: the scheme is case-insensitive; the token is not.
+        ({"bearer_token": "s3cret"}, {"authorization": "bearer s3cret"}, 200),
+        ({"bearer_token": "s3cret"}, {"authorization": "BEARER s3cret"}, 200),
+        ({"bearer_token": "s3cret"}, {"authorization": "Bearer S3CRET"}, 401),
+        ({"bearer_token": "s3cret"}, {"authorization": "Basic s3cret"}, 401),
+        ({"bearer_token": "s3cret"}, {"authorization": "Bearers3cret"}, 401),
+        ({"bearer_token": "s3cret"}, {"authorization": "s3cret"}, 401),
         ({"allow_networks": ("10.0.0.0/8",)}, {}, 403),
         ({"allow_networks": ("127.0.0.0/8",)}, {}, 200),
         ({"allow_networks": ("127.0.0.1",), "bearer_token": "t"}, {"authorization": "Bearer t"}, 200),
@@ -132,6 +139,8 @@ def test_the_separate_port_server_serves_and_guards_metrics() -> None:
         assert (elsewhere.status_code, elsewhere.text) == (404, "404 Not Found: this port serves /metrics\n")
         response = httpx.get(url, headers={"authorization": "Bearer tok", "accept-encoding": "gzip"})
         assert response.status_code == 200
+        assert httpx.get(url, headers={"authorization": "bearer tok"}).status_code == 200
+        assert httpx.get(url, headers={"authorization": "bearer TOK"}).status_code == 401
         assert response.headers["content-encoding"] == "gzip"
         assert "slipstream_operation_duration_seconds_count" in response.text
     finally:

@@ -94,7 +94,9 @@ async def test_report_app_guards_like_the_metrics() -> None:
     app = ReportApp(report, MetricsAccess(bearer_token="t"))
     refused = await call_asgi(app, path="/report")
     allowed = await call_asgi(app, path="/report", headers=[("authorization", "Bearer t")])
+    lower_case_scheme = await call_asgi(app, path="/report", headers=[("authorization", "bearer t")])
     assert refused.status == 401
+    assert lower_case_scheme.status == 200
     assert allowed.status == 200 and json.loads(allowed.body)["slowest_routes"][0]["route"] == "/"
     assert (await call_asgi(ReportApp(report), path="/report")).status == 200
 

@@ -308,6 +308,8 @@ def test_other_paths_and_methods_are_refused(multiproc_dir: Path, method: str, p
         ({"bearer_token": "s3cret"}, {}, 401),
         ({"bearer_token": "s3cret"}, {"authorization": "Bearer wrong"}, 401),
         ({"bearer_token": "s3cret"}, {"authorization": "Bearer s3cret"}, 200),
+        ({"bearer_token": "s3cret"}, {"authorization": "bEaReR s3cret"}, 200),
+        ({"bearer_token": "s3cret"}, {"authorization": "bearer S3CRET"}, 401),
         ({"allow_networks": ("10.0.0.0/8",)}, {}, 403),
         ({"allow_networks": ("127.0.0.0/8",)}, {}, 200),
     ],

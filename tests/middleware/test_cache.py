@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import pytest
@@ -12,7 +12,7 @@ from slipstream.cache.memory import MemoryStore
 from slipstream.exporters.otel import Telemetry
 from slipstream.instrumentation import Instrumentation
 from tests.middleware.apps import TEXT, decode
-from tests.support import call_asgi
+from tests.support import Captured, call_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -26,8 +26,10 @@ class Origin:
         *,
         status: int = 200,
         body: bytes | list[bytes] = TEXT,
+        content_type: str = "text/html",
     ) -> None:
         self.headers = list(headers)
+        self.content_type = content_type.encode()
         self.status = status
         self.body = body
         self.calls = 0
@@ -42,7 +44,7 @@ class Origin:
             await self.gate.wait()
         if self.fail:
             raise RuntimeError("origin down")
-        raw = [(b"content-type", b"text/html")] + [(k.encode(), v.encode()) for k, v in self.headers]
+        raw = [(b"content-type", self.content_type)] + [(k.encode(), v.encode()) for k, v in self.headers]
         if scope["method"] == "POST":
             await send({"type": "http.response.start", "status": self.status, "headers": raw})
             await send({"type": "http.response.body", "body": b"posted"})
@@ -177,6 +179,61 @@ async def test_hits_serve_every_encoding_from_one_app_call() -> None:
         assert int(result.headers["age"]) >= 0
         assert result.headers["etag"].startswith('W/"') is (coding is not None)
     assert origin.calls == 1
+
+
+async def miss_and_hit(
+    origin: Callable[[], ASGIApp], request_headers: list[tuple[str, str]], method: str = "GET"
+) -> tuple[Captured, Captured]:
+    """The answer of a cold cache (a miss) and of a warm one (a hit) to the same request."""
+    miss = await call_asgi(stack(origin()), method, headers=request_headers)
+    warm = stack(origin())
+    await call_asgi(warm, headers=[("accept-encoding", "gzip")])
+    hit = await call_asgi(warm, method, headers=request_headers)
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+    return miss, hit
+
+
+@pytest.mark.parametrize("accept_encoding", ["identity;q=0", "*;q=0", "gzip;q=0, identity;q=0", "deflate, *;q=0"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("body", [TEXT, b"tiny"], ids=["compressible", "small"])
+async def test_a_hit_refusing_every_coding_gets_the_406_a_miss_gets(
+    accept_encoding: str, method: str, body: bytes
+) -> None:
+    miss, hit = await miss_and_hit(lambda: Origin(body=body), [("accept-encoding", accept_encoding)], method)
+    assert hit.status == miss.status == 406
+    assert hit.body == miss.body
+    assert [h for h in hit.start["headers"] if h[0] != b"x-cache"] == [
+        h for h in miss.start["headers"] if h[0] != b"x-cache"
+    ]
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [lambda: Origin(body=b"tiny"), lambda: Origin(content_type="image/png")],
+    ids=["small", "excluded-type"],
+)
+async def test_a_hit_refusing_identity_is_encoded_as_a_miss_is(origin: Callable[[], ASGIApp]) -> None:
+    miss, hit = await miss_and_hit(origin, [("accept-encoding", "gzip, identity;q=0")])
+    assert hit.headers.get("content-encoding") == miss.headers.get("content-encoding") == "gzip"
+    assert decode("gzip", hit.body) == decode("gzip", miss.body)
+    assert hit.headers["vary"] == miss.headers["vary"]
+
+
+async def test_a_hit_answers_406_only_where_compression_answered_the_miss() -> None:
+    refusing = [("accept-encoding", "identity;q=0")]
+    # The cache alone (its default codings, no CompressionMiddleware inside): the app's 200 both times.
+    alone = CacheMiddleware(Origin(), instrumentation=Instrumentation(registry=CollectorRegistry()))
+    miss, hit = await call_asgi(alone, headers=refusing), await call_asgi(alone, headers=refusing)
+    assert (miss.status, hit.status, hit.headers["x-cache"]) == (200, 200, "HIT")
+    assert hit.body == miss.body == TEXT
+    # A path compression leaves alone: the same.
+    settings = Settings(compression_exclude_paths=("/raw",))
+    excluded = stack(Origin(), settings)
+    await call_asgi(excluded, path="/raw/a")
+    assert (await call_asgi(excluded, path="/raw/a", headers=refusing)).status == 200
+    # Everywhere else, the 406 CompressionMiddleware answers misses with.
+    await call_asgi(excluded, path="/page")
+    assert (await call_asgi(excluded, path="/page", headers=refusing)).status == 406
 
 
 async def test_head_is_served_from_the_get_entry_and_fills_it() -> None:

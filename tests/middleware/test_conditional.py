@@ -194,6 +194,31 @@ async def test_streamed_response_with_app_etag_gets_304_without_waiting_for_the_
     assert result.status_code == 304
 
 
+async def test_an_apps_own_head_handler_gets_no_etag_from_its_body_but_its_own_etag_is_honoured() -> None:
+    async def head(request: Request) -> Response:
+        tagged = request.url.path == "/tagged"
+        return PlainTextResponse("null", headers={"etag": '"h1"'} if tagged else {"x-handler": "head"})
+
+    async def get(request: Request) -> Response:
+        return PlainTextResponse(TEXT.decode())
+
+    app = Starlette(
+        routes=[
+            Route("/{name}", head, methods=["HEAD"]),  # first: the router sends HEAD here, not to GET's route
+            Route("/{name}", get, methods=["GET"]),
+        ]
+    )
+    app.add_middleware(ConditionalMiddleware)
+    async with asgi_client(app) as client:
+        plain = await client.head("/plain")
+        tagged = await client.head("/tagged")
+        revalidated = await client.head("/tagged", headers={"if-none-match": '"h1"'})
+        refused = await client.head("/tagged", headers={"if-match": '"h0"'})
+    assert (plain.status_code, plain.headers["x-handler"], plain.content) == (200, "head", b"")
+    assert "etag" not in plain.headers  # a hash of "null" is no validator of the resource
+    assert (tagged.headers["etag"], revalidated.status_code, refused.status_code) == ('"h1"', 304, 412)
+
+
 class Document:
     """A resource with a version ETag and a GET/PUT/DELETE handler that counts how often writes ran."""
 
@@ -280,12 +305,42 @@ async def test_unconditional_writes_do_not_probe() -> None:
     assert (document.reads, document.writes) == (0, 1)
 
 
-async def test_a_failing_get_means_no_current_representation() -> None:
+async def test_a_failing_get_leaves_the_preconditions_to_the_app() -> None:
     document = Document()
     async with asgi_client(document.app()) as client:
         result = await client.put("/boom", content=b"x", headers={"if-match": "*"})
         created = await client.put("/boom", content=b"x", headers={"if-none-match": "*"})
-    assert (result.status_code, created.status_code) == (412, 200)
+    assert (result.status_code, created.status_code, document.writes) == (200, 200, 2)
+
+
+@pytest.mark.parametrize(
+    ("get_status", "headers", "status"),
+    [
+        # No current representation: If-Match fails, If-None-Match: * passes (a create-only PUT).
+        (404, {"if-match": '"v1"'}, 412),
+        (410, {"if-match": "*"}, 412),
+        (410, {"if-none-match": "*"}, 201),
+        # The GET says nothing of the current state: the app answers as it would without preconditions.
+        (401, {"if-match": '"v1"'}, 201),
+        (403, {"if-match": "*"}, 201),
+        (403, {"if-none-match": "*"}, 201),
+        (307, {"if-match": '"v1"'}, 201),
+        (500, {"if-match": '"v1"'}, 201),
+    ],
+)
+async def test_only_404_and_410_mean_no_current_representation(
+    get_status: int, headers: dict[str, str], status: int
+) -> None:
+    async def thing(request: Request) -> Response:
+        if request.method == "GET":
+            return PlainTextResponse("refused", status_code=get_status)
+        return PlainTextResponse("created", status_code=201)
+
+    app = Starlette(routes=[Route("/thing", thing, methods=["GET", "PUT"])])
+    app.add_middleware(ConditionalMiddleware)
+    async with asgi_client(app) as client:
+        result = await client.put("/thing", content=b"x", headers=headers)
+    assert result.status_code == status
 
 
 async def test_probe_of_an_endless_stream_stops_at_the_first_chunk() -> None:

@@ -17,7 +17,7 @@ _MAGIC = b"SLC\x02"
 _FIXED = struct.Struct(">Hdddddd B")
 _LENGTH = struct.Struct(">I")
 _NO_DATE = -1.0
-_FLAG_NO_CACHE, _FLAG_MUST_REVALIDATE, _FLAG_COMPRESSIBLE = 1, 2, 4
+_FLAG_NO_CACHE, _FLAG_MUST_REVALIDATE, _FLAG_COMPRESSIBLE, _FLAG_NEGOTIATED = 1, 2, 4, 8
 # What an entry costs beyond its byte strings: the objects, dicts and tuples holding them.
 ENTRY_OVERHEAD = 600
 HEADER_OVERHEAD = 120
@@ -51,6 +51,8 @@ class CacheEntry:
     no_cache: bool = False
     must_revalidate: bool = False
     compressible: bool = False
+    # CompressionMiddleware chose the coding of the response stored: hits refusing identity follow its rules.
+    negotiated: bool = False
     vary: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     variants: dict[str, bytes] = field(default_factory=dict)
@@ -81,6 +83,7 @@ def serialise(entry: CacheEntry) -> bytes:
         (_FLAG_NO_CACHE if entry.no_cache else 0)
         | (_FLAG_MUST_REVALIDATE if entry.must_revalidate else 0)
         | (_FLAG_COMPRESSIBLE if entry.compressible else 0)
+        | (_FLAG_NEGOTIATED if entry.negotiated else 0)
     )
     parts = [
         _MAGIC,
@@ -170,6 +173,7 @@ def deserialise(data: bytes) -> CacheEntry:
         no_cache=bool(flags & _FLAG_NO_CACHE),
         must_revalidate=bool(flags & _FLAG_MUST_REVALIDATE),
         compressible=bool(flags & _FLAG_COMPRESSIBLE),
+        negotiated=bool(flags & _FLAG_NEGOTIATED),
         vary=tuple(name.decode() for name in vary),
         tags=tuple(tag.decode() for tag in tags),
         variants={coding.decode(): body for coding, body in zip(variant_items[::2], variant_items[1::2], strict=True)},

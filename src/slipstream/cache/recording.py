@@ -161,6 +161,7 @@ def build_entry(
         no_cache=response_cc.no_cache,
         must_revalidate=response_cc.must_revalidate,
         compressible=capture.compressible and len(identity_body) >= minimum_compress_size,
+        negotiated=capture.negotiated,
         vary=vary,
         tags=tuple(fields.get(_SURROGATE_KEY, b"").decode("latin-1").split()),
         variants=variants,

@@ -1,8 +1,9 @@
-"""Answering from a CacheEntry: the negotiated variant (filled once on demand), Age, 304/412, HEAD."""
+"""Answering from a CacheEntry: the negotiated variant (filled once on demand), Age, 304/406/412, HEAD."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.types import Send
 
@@ -17,8 +18,12 @@ from slipstream.http.preconditions import (
     parse_entity_tag,
     parse_http_date,
 )
-from slipstream.http.responses import precondition_failed
+from slipstream.http.responses import not_acceptable, precondition_failed
 
+if TYPE_CHECKING:
+    from slipstream.exporters.metrics import CompressionBytes
+
+NOT_ACCEPTABLE = 406
 # Fills a missing variant: (entry, coding, encoded body) -> None.
 VariantSink = Callable[[CacheEntry, str, bytes], None]
 
@@ -26,23 +31,27 @@ VariantSink = Callable[[CacheEntry, str, bytes], None]
 class EntryResponder:
     """Turns entries into responses. Holds the codecs so variants match what CompressionMiddleware would send."""
 
-    def __init__(self, codecs: Mapping[str, Codec], status_header: bytes | None) -> None:
+    def __init__(self, codecs: Mapping[str, Codec], status_header: bytes | None, count_bytes: CompressionBytes) -> None:
         self.codecs = codecs
+        self.count_bytes = count_bytes
         self.negotiate = EncodingNegotiator(tuple(codecs))
         self.status_header = status_header
+        self.not_acceptable = not_acceptable(codecs)
 
     def representation(
-        self, entry: CacheEntry, accept_encoding: bytes | None, keep_variant: VariantSink
+        self, entry: CacheEntry, coding: str | None, keep_variant: VariantSink
     ) -> tuple[Rendering, bytes]:
-        """Headers and body for this client. A coding seen for the first time is compressed once and kept."""
-        choice = self.negotiate(accept_encoding) if entry.compressible else None
-        coding = choice.coding if choice is not None else None
+        """Headers and body in ``coding`` (None: identity). A coding seen for the first time is compressed once and
+        kept."""
         if coding is None:
             body = entry.body
         else:
             found = entry.variants.get(coding)
             if found is None:
                 found = self.codecs[coding].compress(entry.body)
+                # Counted once, when made: later hits serve the kept variant, and the variant of the response
+                # CompressionMiddleware compressed for the miss was counted there.
+                self.count_bytes(coding, len(entry.body), len(found))
                 keep_variant(entry, coding, found)
             body = found
         rendering = entry.rendered.get(coding)
@@ -73,18 +82,29 @@ class EntryResponder:
         age: float,
         keep_variant: VariantSink,
     ) -> None:
-        rendering, body = self.representation(entry, request_header(request_headers, b"accept-encoding"), keep_variant)
-        trailer = [(b"age", b"%d" % int(age))]
-        if self.status_header is not None:
-            trailer.append((self.status_header, outcome.encode("ascii")))
+        # CompressionMiddleware's rules, so a hit answers as the miss did: the coding only for bodies worth it,
+        # unless the client refuses identity; 406 for a 2xx when nothing is acceptable.
+        choice = self.negotiate(request_header(request_headers, b"accept-encoding"))
+        coding = None
+        if choice is not None and (entry.compressible or (entry.negotiated and not choice.identity_acceptable)):
+            coding = choice.coding
+        rendering, body = self.representation(entry, coding, keep_variant)
+        tag = [] if self.status_header is None else [(self.status_header, outcome.encode("ascii"))]
+        trailer = [(b"age", b"%d" % int(age)), *tag]
         status, headers = entry.status, [*rendering.headers, *trailer]
-        preconditions = Preconditions.from_headers(request_headers)
-        if preconditions is not None and 200 <= status < 300:
-            verdict = preconditions.evaluate(method, rendering.etag, rendering.last_modified, True)
+        if 200 <= status < 300:
+            preconditions = Preconditions.from_headers(request_headers)
+            verdict = None
+            if preconditions is not None:
+                verdict = preconditions.evaluate(method, rendering.etag, rendering.last_modified, True)
             if verdict == NOT_MODIFIED:
                 status, headers, body = NOT_MODIFIED, [*rendering.not_modified_headers, *trailer], b""
             elif verdict is not None:
                 headers, body = precondition_failed()
                 status = verdict
+            elif choice is None and entry.negotiated:
+                # CompressionMiddleware's 406, made now rather than stored: no Age.
+                status, body = NOT_ACCEPTABLE, self.not_acceptable[1]
+                headers = [*self.not_acceptable[0], *tag]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

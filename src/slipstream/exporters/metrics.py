@@ -7,7 +7,7 @@ Names follow OpenTelemetry's stable HTTP and database semantic conventions in Pr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,6 +57,25 @@ class Metrics:
         """
         with _register_lock:
             return _create(registry, tuple(buckets))
+
+
+class CompressionBytes:
+    """Counts what a compressor was given and produced, per coding: ``count(coding, given, produced)``.
+
+    The labelled children of ``codings`` (every coding the caller compresses with) are bound once: a labelled
+    lookup per response would cost more than the increment.
+    """
+
+    def __init__(self, metrics: Metrics, codings: Iterable[str]) -> None:
+        self._counters = {
+            name: (metrics.compression_input_bytes.labels(name), metrics.compression_output_bytes.labels(name))
+            for name in codings
+        }
+
+    def __call__(self, coding: str, given: int, produced: int) -> None:
+        input_bytes, output_bytes = self._counters[coding]
+        input_bytes.inc(given)
+        output_bytes.inc(produced)
 
 
 # Two apps registering into one registry from two threads must not both create a metric.

@@ -24,7 +24,7 @@ class MetricsAccess:
     """Who may read the metrics: a bearer token and/or client networks; with neither, everyone."""
 
     def __init__(self, bearer_token: str | None = None, allow_networks: Sequence[str] = ()) -> None:
-        self.expected = f"Bearer {bearer_token}".encode() if bearer_token else None
+        self.expected = bearer_token.encode() if bearer_token else None
         self.networks: list[Network] = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
 
     def verdict(self, client_host: str | None, authorization: bytes | None) -> int | None:
@@ -36,9 +36,23 @@ class MetricsAccess:
                 return 403
             if not any(address in network for network in self.networks):
                 return 403
-        if self.expected is not None and not hmac.compare_digest(authorization or b"", self.expected):
+        if self.expected is not None and not hmac.compare_digest(_bearer_credentials(authorization), self.expected):
             return 401
         return None
+
+
+def _bearer_credentials(authorization: bytes | None) -> bytes:
+    """The token of a ``Bearer`` Authorization value, or b"" for any other scheme.
+
+    RFC 9110 §11.1: the scheme is case-insensitive and separated from the credentials by one or more spaces;
+    the token itself is compared exactly (and in constant time, by the caller).
+    """
+    if authorization is None:
+        return b""
+    scheme, _, credentials = authorization.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return b""
+    return credentials.lstrip(b" ")
 
 
 _REFUSALS = {

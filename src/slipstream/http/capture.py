@@ -12,9 +12,12 @@ CAPTURE_SCOPE_KEY = "slipstream.capture"
 
 @dataclass
 class IdentityCapture:
-    """``compressible``: the response's type and status allow encoding. ``start``/``body``: the identity
+    """``negotiated``: compression chose the coding of this response, so a client accepting none of the codings
+    (not even identity) gets 406 and one refusing identity gets a coding whatever the type and size.
+    ``compressible``: the response's type and status allow encoding. ``start``/``body``: the identity
     response as the app sent it, recorded when compression replaced it with an encoded one."""
 
+    negotiated: bool = False
     compressible: bool = False
     start: Message | None = None
     body: bytes | None = None

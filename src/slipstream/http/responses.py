@@ -1,6 +1,8 @@
-"""Messages more than one middleware sends: the 412 answer, and what HEAD clients get of a GET's body."""
+"""Messages more than one middleware sends: the 406 and 412 answers, and what HEAD clients get of a GET's body."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from starlette.types import Message, Send
 
@@ -18,6 +20,18 @@ async def send_precondition_failed(send: Send, method: str) -> None:
     headers, body = precondition_failed()
     await send({"type": "http.response.start", "status": 412, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+def not_acceptable(codings: Iterable[str]) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body of the 406 Not Acceptable answered when a client accepts none of ``codings``, not even
+    identity: CompressionMiddleware sends it on a miss, the cache on a hit."""
+    body = f"Not Acceptable: this response is only available in: {', '.join(codings)}\n".encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+        (b"vary", b"Accept-Encoding"),
+    ]
+    return headers, body
 
 
 def head_body(message: Message) -> Message | None:

@@ -16,10 +16,12 @@ from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
 from slipstream.config import Settings, path_matcher
+from slipstream.exporters.metrics import CompressionBytes
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
+from slipstream.middleware.routes import app_handles_head
 from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
 
@@ -67,8 +69,10 @@ class CacheMiddleware:
         self.cache = cache or instrumentation.cache or ResponseCache.from_settings(s)
         self.settings = s
         self.status_header = s.cache_status_header.lower().encode("latin-1") or None
-        self.responder = EntryResponder(codecs if codecs is not None else s.codecs(), self.status_header)
         metrics = instrumentation.metrics
+        codecs = codecs if codecs is not None else s.codecs()
+        # Variants made on demand are compressions too: counted with CompressionMiddleware's.
+        self.responder = EntryResponder(codecs, self.status_header, CompressionBytes(metrics, codecs))
         if self.cache.redis is not None:
             self.cache.redis.error_counter = metrics.cache_redis_errors
         requests = metrics.cache_requests
@@ -124,6 +128,10 @@ class CacheMiddleware:
             return
         if method not in ("GET", "HEAD"):
             await self._unsafe(scope, receive, send)
+            return
+        if method == "HEAD" and app_handles_head(scope):
+            # The app's own HEAD handler answers, not the GET entry; and its bodiless answer is not stored.
+            await self.app(scope, receive, self._bypass(send))
             return
         headers: RawHeaders = scope["headers"]
         request = policy.request_directives(

@@ -9,11 +9,13 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings, path_matcher
+from slipstream.exporters.metrics import CompressionBytes
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec, StreamCompressor
 from slipstream.http.content_types import CompressiblePolicy
 from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
 from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header, weaken_etag
+from slipstream.http.responses import not_acceptable
 from slipstream.middleware.standalone import own_instrumentation
 
 if TYPE_CHECKING:
@@ -58,12 +60,7 @@ class CompressionMiddleware:
         )
         self.app = app
         self.codecs: dict[str, Codec] = s.codecs()
-        metrics = (instrumentation or own_instrumentation()).metrics
-        # Label children bound once: a labelled lookup per response would cost more than the increment.
-        self.byte_counters = {
-            name: (metrics.compression_input_bytes.labels(name), metrics.compression_output_bytes.labels(name))
-            for name in self.codecs
-        }
+        self.count_bytes = CompressionBytes((instrumentation or own_instrumentation()).metrics, self.codecs)
         self.negotiate = EncodingNegotiator(s.compression_encodings)
         self.minimum_size = s.compression_minimum_size
         self.thread_threshold = s.compression_thread_threshold
@@ -71,8 +68,7 @@ class CompressionMiddleware:
             s.compression_exclude_content_types, s.compression_include_content_types, s.compression_event_stream
         )
         self.excluded_path = path_matcher(s.compression_exclude_paths)
-        supported = ", ".join(s.compression_encodings)
-        self.not_acceptable_body = f"Not Acceptable: this response is only available in: {supported}\n".encode()
+        self.not_acceptable = not_acceptable(s.compression_encodings)
 
     @classmethod
     def from_settings(cls, app: ASGIApp, settings: Settings, instrumentation: Instrumentation) -> CompressionMiddleware:
@@ -100,12 +96,6 @@ class CompressionMiddleware:
         choice = self.negotiate(request_header(scope["headers"], b"accept-encoding"))
         responder = _CompressionResponder(self, send, choice, scope["method"] == "HEAD", scope.get(CAPTURE_SCOPE_KEY))
         await self.app(scope, receive, responder.send)
-
-    def count_bytes(self, coding: str, given: int, produced: int) -> None:
-        counters = self.byte_counters.get(coding)
-        if counters is not None:
-            counters[0].inc(given)
-            counters[1].inc(produced)
 
     async def run_compression(self, work: Callable[[bytes], bytes], data: bytes) -> bytes:
         """Compress on the event loop when cheap, in a worker thread when the input is large."""
@@ -205,6 +195,7 @@ class _CompressionResponder:
             return message
         compressible = self.middleware.compressible(content_type)
         if self.capture is not None:
+            self.capture.negotiated = True
             self.capture.compressible = compressible
         if not self.forced and not compressible:
             return message
@@ -269,13 +260,8 @@ class _CompressionResponder:
         await self.downstream({"type": "http.response.body", "body": tail})
 
     async def _send_not_acceptable(self) -> None:
-        body = self.middleware.not_acceptable_body
-        response_headers: RawHeaders = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"vary", b"Accept-Encoding"),
-        ]
-        await self.downstream({"type": "http.response.start", "status": 406, "headers": response_headers})
+        headers, body = self.middleware.not_acceptable
+        await self.downstream({"type": "http.response.start", "status": 406, "headers": list(headers)})
         await self.downstream({"type": "http.response.body", "body": b"" if self.is_head else body})
 
 

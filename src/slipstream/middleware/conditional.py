@@ -21,6 +21,7 @@ from slipstream.http.preconditions import (
     parse_http_date,
 )
 from slipstream.http.responses import head_body, send_precondition_failed
+from slipstream.middleware.routes import app_handles_head
 from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import follow_scope
 
@@ -38,6 +39,8 @@ _PROBE_DROPS = CONDITIONAL_HEADERS | {
     b"transfer-encoding",
     b"expect",
 }
+# What a GET answers when there is no current representation (If-Match fails, If-None-Match: * passes).
+_NO_REPRESENTATION = frozenset({404, 410})
 _PASS, _HOLD, _DROP = range(3)
 
 
@@ -78,14 +81,19 @@ class ConditionalMiddleware:
         method: str = scope["method"]
         preconditions = Preconditions.from_headers(scope["headers"])
         if method in ("GET", "HEAD"):
-            if preconditions is None and not self.generate_etags:
+            generate = self.generate_etags
+            if method == "HEAD" and generate:
+                if app_handles_head(scope):
+                    # The app's own HEAD handler runs; what body it sends is not the representation to hash.
+                    generate = False
+                else:
+                    # HEAD runs as GET so the body can be hashed: HEAD must carry the ETag GET would.
+                    scope = {**scope, "method": "GET"}
+                    follow_scope(scope)
+            if preconditions is None and not generate:
                 await self.app(scope, receive, send)
                 return
-            responder = _ConditionalResponder(self, send, preconditions, method)
-            # HEAD runs as GET so the body can be hashed: HEAD must carry the ETag GET would.
-            if method == "HEAD" and self.generate_etags:
-                scope = {**scope, "method": "GET"}
-                follow_scope(scope)
+            responder = _ConditionalResponder(self, send, preconditions, method, generate)
             await self.app(scope, receive, responder.send)
             return
         if (
@@ -96,8 +104,10 @@ class ConditionalMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        etag, last_modified, exists = await self._current_validators(scope)
-        if preconditions.evaluate(method, etag, last_modified, exists) is not None:
+        current = await self._current_validators(scope)
+        # RFC 9110 §13.2.1: preconditions apply only when the request would otherwise succeed. A GET refused (401,
+        # 403), redirected or failing says nothing of the current state: the app answers, as without preconditions.
+        if current is not None and preconditions.evaluate(method, *current) is not None:
             self.replaced[PRECONDITION_FAILED].inc()
             await send_precondition_failed(send, method)
             return
@@ -107,11 +117,13 @@ class ConditionalMiddleware:
     def make_etag(self, body: bytes) -> bytes:
         return content_etag(body, weak=self.weak_etags)
 
-    async def _current_validators(self, scope: Scope) -> tuple[EntityTag | None, int | None, bool]:
+    async def _current_validators(self, scope: Scope) -> tuple[EntityTag | None, int | None, bool] | None:
         """GET the same URL in-process to learn the current ETag / Last-Modified before an unsafe method runs.
 
-        The app's unsafe handler does not run when the precondition fails. The GET and the unsafe request
-        are not atomic: two writers racing within that window are the app's to serialise.
+        Returns the validators and whether a current representation exists (2xx: yes; 404, 410: no), or None when
+        the GET answered anything else or raised. The app's unsafe handler does not run when the precondition
+        fails. The GET and the unsafe request are not atomic: two writers racing within that window are the app's
+        to serialise.
         """
         probe = _ValidatorProbe(self)
         headers = [(key, value) for key, value in scope["headers"] if key not in _PROBE_DROPS]
@@ -123,20 +135,26 @@ class ConditionalMiddleware:
             try:
                 await self.app(probe_scope, probe.receive, probe.send)
             except Exception:
-                # A GET that fails has no current representation to compare with.
-                probe.status = 500
+                # A GET that fails tells nothing of the current representation.
+                return None
         return probe.result()
 
 
 class _ConditionalResponder:
     """Per-request state for GET and HEAD: adds an ETag, then evaluates the preconditions."""
 
-    __slots__ = ("downstream", "is_head", "method", "middleware", "preconditions", "start", "state")
+    __slots__ = ("downstream", "generate", "is_head", "method", "middleware", "preconditions", "start", "state")
 
     def __init__(
-        self, middleware: ConditionalMiddleware, downstream: Send, preconditions: Preconditions | None, method: str
+        self,
+        middleware: ConditionalMiddleware,
+        downstream: Send,
+        preconditions: Preconditions | None,
+        method: str,
+        generate: bool,
     ) -> None:
         self.middleware = middleware
+        self.generate = generate
         self.downstream = downstream
         self.preconditions = preconditions
         self.method = method
@@ -174,7 +192,7 @@ class _ConditionalResponder:
             if key.lower() == b"etag":
                 etag = value
                 break
-        if status == 200 and etag is None and self.middleware.generate_etags:
+        if status == 200 and etag is None and self.generate:
             self.start = message
             self.state = _HOLD
             return
@@ -247,9 +265,13 @@ class _ValidatorProbe:
         if self.cancel_scope is not None:
             self.cancel_scope.cancel()
 
-    def result(self) -> tuple[EntityTag | None, int | None, bool]:
-        etag, last_modified = _validators(self.headers)
-        return etag, last_modified, 200 <= self.status < 300
+    def result(self) -> tuple[EntityTag | None, int | None, bool] | None:
+        if 200 <= self.status < 300:
+            etag, last_modified = _validators(self.headers)
+            return etag, last_modified, True
+        if self.status in _NO_REPRESENTATION:
+            return None, None, False
+        return None
 
 
 def _validators(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> tuple[EntityTag | None, int | None]:

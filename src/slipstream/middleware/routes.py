@@ -9,6 +9,7 @@ route turns up that the last walk did not see (routes added later).
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -66,6 +67,43 @@ class RouteTemplates:
                 # Not under the top router (a bare route app, say): its own format is the best we know.
                 found = self._templates[id(route)] = (route, _own_template(route))
         return found[1]
+
+
+def app_handles_head(scope: Scope) -> bool:
+    """Whether the app's router sends this HEAD request to a HEAD handler of its own rather than to a GET handler.
+
+    Starlette serves HEAD with the GET route (``Route(methods=["GET"])`` also lists HEAD), and FastAPI's GET routes
+    do not take HEAD at all: both run as GET in slipstream. A route that takes HEAD but not GET (FastAPI's
+    ``@app.head``, ``Route(methods=["HEAD"])``) or an ``HTTPEndpoint`` with a ``head`` method is the app's own.
+    Called for HEAD requests only (one walk of the routes); False when the app has no router to ask.
+    """
+    router = _top_router(scope)
+    route = None if router is None else _full_match(getattr(router, "routes", ()), scope)
+    if route is None:
+        return False
+    methods = getattr(route, "methods", None)
+    if methods:
+        return "HEAD" in methods and "GET" not in methods
+    # A route without methods takes them all: an HTTPEndpoint class sends HEAD to its `head` method when it has one.
+    endpoint = getattr(route, "endpoint", None)
+    return inspect.isclass(endpoint) and hasattr(endpoint, "head")
+
+
+def _full_match(routes: Iterable[Any], scope: Scope) -> object | None:
+    """The route the router picks for ``scope`` (its first full match), inside mounts, hosts and included routers."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            # FastAPI's lazily included router: its routes, in the order it matches them.
+            found = _full_match(contexts(), scope)
+            if found is not None:
+                return found
+            continue
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            # A mount or host that matches is where the router goes, whatever its own routes then say.
+            return _full_match(route.routes, {**scope, **child}) if isinstance(route, (Mount, Host)) else route
+    return None
 
 
 def _top_router(scope: Scope) -> Any:
