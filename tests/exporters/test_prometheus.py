@@ -147,6 +147,17 @@ def test_the_separate_port_server_serves_and_guards_metrics() -> None:
         server.stop()
 
 
+def test_a_token_beyond_ascii_reads_the_same_on_the_separate_port() -> None:
+    # The WSGI server hands the header over decoded as latin-1 (PEP 3333); its bytes, as sent, are what is compared.
+    server = MetricsServer(free_port(), registry=filled_registry(), bearer_token="pässwörd")
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        assert httpx.get(url, headers={"authorization": "Bearer pässwörd".encode()}).status_code == 200
+        assert httpx.get(url, headers={"authorization": "Bearer passwort"}).status_code == 401
+    finally:
+        server.stop()
+
+
 async def test_lifespan_is_answered() -> None:
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent: list[str] = []

@@ -27,6 +27,11 @@ class MetricsAccess:
         self.expected = bearer_token.encode() if bearer_token else None
         self.networks: list[Network] = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
 
+    def wsgi_verdict(self, environ: dict[str, Any]) -> int | None:
+        """``verdict`` for a WSGI request: PEP 3333 hands header values over as latin-1 decoded strings."""
+        authorization: str | None = environ.get("HTTP_AUTHORIZATION")
+        return self.verdict(environ.get("REMOTE_ADDR"), authorization.encode("latin-1") if authorization else None)
+
     def verdict(self, client_host: str | None, authorization: bytes | None) -> int | None:
         """None when access is granted, else the status to answer with (403 or 401)."""
         if self.networks:
@@ -136,8 +141,7 @@ class MetricsServer:
                 served = "/metrics and /report" if report is not None else "/metrics"
                 start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
                 return [f"404 Not Found: this port serves {served}\n".encode()]
-            authorization = environ.get("HTTP_AUTHORIZATION")
-            refusal = access.verdict(environ.get("REMOTE_ADDR"), authorization.encode() if authorization else None)
+            refusal = access.wsgi_verdict(environ)
             if refusal is None and report is not None and path == "/report":
                 body = report()
                 start_response("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")])

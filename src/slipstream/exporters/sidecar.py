@@ -135,9 +135,7 @@ class Sidecar:
         if environ["REQUEST_METHOD"] != "GET":
             return _answer(start_response, 405, b"405 Method Not Allowed: use GET\n", extra=[("Allow", "GET")])
         if path == "/metrics":
-            authorization: str | None = environ.get("HTTP_AUTHORIZATION")
-            client = environ.get("REMOTE_ADDR")
-            refusal = self.access.verdict(client, authorization.encode("latin-1") if authorization else None)
+            refusal = self.access.wsgi_verdict(environ)
             if refusal is not None:
                 return wsgi_refusal(refusal, start_response)
         if not os.path.isdir(self.directory):
