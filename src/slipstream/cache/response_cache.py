@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipstream.cache.coalescing import SingleFlight
 from slipstream.cache.entry import CacheEntry, deserialise, serialise
-from slipstream.cache.keys import request_fields, secondary_key
+from slipstream.cache.keys import QueryNormaliser, request_fields, secondary_key, url_key
 from slipstream.cache.memory import MemoryStore
 from slipstream.config import Settings
 from slipstream.extras import missing_extra
@@ -33,11 +33,14 @@ class ResponseCache:
         *,
         revalidation_grace: float = 300.0,
         coalesce_timeout: float = 5.0,
+        ignore_query_params: Iterable[str] = Settings.cache_ignore_query_params,
     ) -> None:
+        """``ignore_query_params``: what the cache middleware leaves out of its keys, for ``purge_url``."""
         self.memory = memory
         self.redis = redis
         self.revalidation_grace = revalidation_grace
         self.coalesce_timeout = coalesce_timeout
+        self.normalise_query = QueryNormaliser(ignore_query_params)
         self.origin = uuid.uuid4().hex  # lets this process ignore its own invalidation broadcasts
         self.flights = SingleFlight()
         self._listener: InvalidationListener | None = None
@@ -64,6 +67,7 @@ class ResponseCache:
             redis,
             revalidation_grace=settings.cache_revalidation_grace,
             coalesce_timeout=settings.cache_coalesce_timeout,
+            ignore_query_params=settings.cache_ignore_query_params,
         )
 
     def lookup_memory(self, primary: str, headers: Headers) -> tuple[CacheEntry, str] | None:
@@ -135,10 +139,18 @@ class ResponseCache:
             finally:
                 await self.redis.release_lock(primary, token)
 
-    async def purge_url(self, primary: str) -> int:
+    async def purge_url(self, url: str) -> int:
+        """Drop the entries of an absolute URL, written as a client requests it: it is normalised as the cache's
+        keys are (escapes, parameter order, ignored parameters), so ``https://example.com/a?b=1&a=2`` will do."""
+        return await self.purge_primary(url_key(url, self.normalise_query))
+
+    async def purge_primary(self, primary: str) -> int:
+        """Drop the entries of one primary key, exactly as the cache computed it."""
         return await self._purge("url", primary, self.memory.delete(primary), lambda r: r.delete(primary))
 
     async def purge_prefix(self, prefix: str) -> int:
+        """Drop the entries whose URL starts with ``prefix`` (scheme, host and path escapes normalised)."""
+        prefix = url_key(prefix, None)
         local = self.memory.delete_prefix(prefix)
         return await self._purge("prefix", prefix, local, lambda r: r.delete_prefix(prefix))
 

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
-from slipstream.cache.keys import QueryNormaliser, primary_key
+from slipstream.cache.keys import QueryNormaliser, primary_key, url_key
 from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
@@ -292,13 +292,13 @@ class CacheMiddleware:
         await self.app(scope, receive, watch)
         if policy.invalidates(scope["method"], status):
             target = primary_key(scope, self.normalise_query)
-            await self.cache.purge_url(target)
+            await self.cache.purge_primary(target)
             origin = target.split("/", 3)[:3]
             for location in locations:
                 text = location.decode("latin-1")
-                url = "/".join(origin) + text if text.startswith("/") else text
+                url = url_key("/".join(origin) + text if text.startswith("/") else text, self.normalise_query)
                 if url.split("/", 3)[:3] == origin:
-                    await self.cache.purge_url(url)
+                    await self.cache.purge_primary(url)
 
     def _bypass(self, send: Send) -> Send:
         self.outcomes["bypass", "none"].inc()
