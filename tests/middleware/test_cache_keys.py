@@ -8,9 +8,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Scope
 
 from tests.middleware.test_cache import Origin, stack
-from tests.support import asgi_client, run_uvicorn
+from tests.support import asgi_client, http_scope, run_uvicorn
 
 pytestmark = pytest.mark.anyio
 CACHED = {"cache-control": "max-age=60"}
@@ -21,6 +22,20 @@ async def item(request: Request) -> Response:
     if name != "widget":
         return PlainTextResponse(f"no item {name}", status_code=404, headers=CACHED)
     return PlainTextResponse(f"widget {request.query_params.get('id', '')}", headers=CACHED)
+
+
+async def call_asgi_scope(app: ASGIApp, scope: Scope) -> list[Message]:
+    """Drive ``app`` with a hand-made scope (a server's quirks); the messages it sent."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
 
 
 def items_app() -> Starlette:
@@ -70,3 +85,23 @@ async def test_location_purges_use_the_key_of_the_target() -> None:
         await client.post("/items")
         origin.headers = list(CACHED.items())
         assert (await client.get("/items/caf%C3%A9?a=2&b=1")).headers["x-cache"] == "MISS"
+
+
+async def test_ignored_parameters_never_reach_the_app() -> None:
+    async def landing(request: Request) -> Response:
+        campaign = request.query_params.get("utm_source", "none")
+        return PlainTextResponse(f"campaign {campaign}, a={request.query_params['a']}", headers=CACHED)
+
+    app = stack(Starlette(routes=[Route("/landing", landing)]))
+    async with asgi_client(app) as client:
+        planted = await client.get("/landing?utm_source=%3Cscript%3E&a=1&gclid=x")
+        victim = await client.get("/landing?a=1")
+    assert (planted.text, victim.text) == ("campaign none, a=1", "campaign none, a=1")
+    assert victim.headers["x-cache"] == "HIT"
+
+    origin = Origin()
+    scope = http_scope(path="/p")
+    scope["query_string"] = b"utm_source=x&a=1&utm_medium=y&a=2"
+    scope["raw_path"] = b"/p?utm_source=x&a=1&utm_medium=y&a=2"  # a server leaving the query in raw_path
+    await call_asgi_scope(stack(origin), scope)
+    assert (origin.seen[0]["query_string"], origin.seen[0]["raw_path"]) == (b"a=1&a=2", b"/p?a=1&a=2")

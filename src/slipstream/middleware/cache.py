@@ -134,6 +134,8 @@ class CacheMiddleware:
         if request.no_store:
             await self.app(scope, receive, self._bypass(send))
             return
+        scope = self._keyed_request(scope)
+        headers = scope["headers"]
         primary = primary_key(scope, self.normalise_query)
         found = self.cache.lookup_memory(primary, headers)
         if found is None:
@@ -248,6 +250,20 @@ class CacheMiddleware:
             if record is not None:
                 entry.route = record.route
             await self.cache.store(primary, entry, scope["headers"])
+
+    def _keyed_request(self, scope: Scope) -> Scope:
+        """The request as the app may see it: what the key leaves out (ignored query parameters) is removed, so no
+        stored answer can depend on it. A copy when something was removed (``_fetch`` hands the app a copy of it
+        and follows that one)."""
+        query: bytes = scope.get("query_string", b"")
+        kept = self.normalise_query.without_ignored(query)
+        if kept is query:
+            return scope
+        keyed: Scope = {**scope, "query_string": kept}
+        raw_path: bytes | None = scope.get("raw_path")
+        if raw_path is not None and b"?" in raw_path:  # a server that leaves the query in raw_path
+            keyed["raw_path"] = raw_path.partition(b"?")[0] + (b"?" + kept if kept else b"")
+        return keyed
 
     def _refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
         """stale-while-revalidate: refresh once, off the request, while stale copies are served."""
