@@ -80,6 +80,12 @@ def test_cache_settings_from_env() -> None:
     assert Settings.from_env({"SLIPSTREAM_CACHE_REDIS_URL": " "}).cache_redis_url is None
 
 
+def test_cache_key_headers_from_env() -> None:
+    settings = Settings.from_env({"SLIPSTREAM_CACHE_KEY_HEADERS": "X-Forwarded-Host, X-Forwarded-Proto"})
+    assert settings.cache_key_headers == ("X-Forwarded-Host", "X-Forwarded-Proto")
+    assert Settings().cache_key_headers == ()
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -88,6 +94,8 @@ def test_cache_settings_from_env() -> None:
         ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "=30"}, "expected 'regex=seconds'"),
         ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "(=30"}, "expected 'regex=seconds'"),
         ({"SLIPSTREAM_CACHE_EXCLUDE_PATHS": "(unclosed"}, "bad regular expression"),
+        ({"SLIPSTREAM_CACHE_KEY_HEADERS": "X-Forwarded-Host, x forwarded"}, "cache_key_headers: expected field names"),
+        ({"SLIPSTREAM_CACHE_KEY_HEADERS": "Accept-Encoding"}, "cache_key_headers: expected field names"),
     ],
 )
 def test_bad_cache_settings(environ: dict[str, str], message: str) -> None:

@@ -49,6 +49,9 @@ DEFAULT_EXCLUDED_CONTENT_TYPES: tuple[str, ...] = (
     "application/pdf",
     "application/wasm",
 )
+# RFC 9110 §5.1: a field name is a token.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
 # Images that are text and compress well are let back in even though "image/" is excluded.
 DEFAULT_INCLUDED_CONTENT_TYPES: tuple[str, ...] = ("image/svg+xml", "image/x-icon", "image/bmp")
 
@@ -89,8 +92,11 @@ class Settings:
     # Freshness for responses without explicit freshness, per route: "regex=seconds" (first match wins).
     cache_route_ttls: tuple[str, ...] = ()
     cache_exclude_paths: tuple[str, ...] = ()
-    # Query parameters left out of the key; glob patterns allowed.
+    # Query parameters left out of the key, and removed from the request the app sees; glob patterns allowed.
     cache_ignore_query_params: tuple[str, ...] = ("utm_*", "gclid", "fbclid")
+    # Request fields every entry is keyed on, as if every response named them in Vary: the ones the app trusts
+    # without saying so (X-Forwarded-Host, X-Forwarded-Proto behind a proxy).
+    cache_key_headers: tuple[str, ...] = ()
     # Response header reporting HIT, MISS, STALE or BYPASS; empty turns it off.
     cache_status_header: str = "X-Cache"
     # Request Cache-Control: no-cache / max-age=0 and Pragma: no-cache force revalidation (RFC 9111).
@@ -166,6 +172,12 @@ class Settings:
                 raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}") from None
             if not pattern or ttl < 0:
                 raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}")
+        for name in self.cache_key_headers:
+            if not _FIELD_NAME.fullmatch(name) or name.lower() == "accept-encoding":
+                raise ValueError(
+                    f"cache_key_headers: expected field names other than Accept-Encoding (every coding is in one "
+                    f"entry), got {name!r}"
+                )
         _check_range("db_n_plus_one_threshold", self.db_n_plus_one_threshold, 2, None)
         if self.db_slow_query_threshold < 0:
             raise ValueError(f"db_slow_query_threshold must be at least 0, got {self.db_slow_query_threshold}")

@@ -10,6 +10,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Scope
 
+from slipstream import CacheMiddleware, Settings
 from tests.middleware.test_cache import Origin, stack
 from tests.support import asgi_client, http_scope, run_uvicorn
 
@@ -105,3 +106,28 @@ async def test_ignored_parameters_never_reach_the_app() -> None:
     scope["raw_path"] = b"/p?utm_source=x&a=1&utm_medium=y&a=2"  # a server leaving the query in raw_path
     await call_asgi_scope(stack(origin), scope)
     assert (origin.seen[0]["query_string"], origin.seen[0]["raw_path"]) == (b"a=1&a=2", b"/p?a=1&a=2")
+
+
+async def forwarded_links(request: Request) -> Response:
+    """Builds absolute links from the forwarded host and scheme, as apps behind a proxy do."""
+    host = request.headers.get("x-forwarded-host", "testserver")
+    scheme = request.headers.get("x-forwarded-proto", "http")
+    return PlainTextResponse(f"<a href='{scheme}://{host}/next'>", headers=CACHED)
+
+
+async def test_key_headers_key_every_entry_on_the_fields_the_app_trusts() -> None:
+    settings = Settings(cache_key_headers=("X-Forwarded-Host", "x-forwarded-proto"))
+    for app in (
+        stack(Starlette(routes=[Route("/", forwarded_links)]), settings),
+        CacheMiddleware(Starlette(routes=[Route("/", forwarded_links)]), key_headers=("X-Forwarded-Host",)),
+    ):
+        async with asgi_client(app) as client:
+            await client.get("/", headers={"x-forwarded-host": "evil.example"})
+            victim = await client.get("/", headers={"x-forwarded-host": "shop.example"})
+            again = await client.get("/", headers={"x-forwarded-host": " shop.example "})
+        assert (victim.text, victim.headers["x-cache"]) == ("<a href='http://shop.example/next'>", "MISS")
+        assert (again.text, again.headers["x-cache"]) == ("<a href='http://shop.example/next'>", "HIT")
+    async with asgi_client(stack(Starlette(routes=[Route("/", forwarded_links)]), settings)) as client:
+        await client.get("/", headers={"x-forwarded-host": "shop.example", "x-forwarded-proto": "http"})
+        secure = await client.get("/", headers={"x-forwarded-host": "shop.example", "x-forwarded-proto": "https"})
+    assert (secure.text, secure.headers["x-cache"]) == ("<a href='https://shop.example/next'>", "MISS")

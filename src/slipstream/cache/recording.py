@@ -102,8 +102,12 @@ def build_entry(
     allow_set_cookie: bool,
     max_entry_bytes: int,
     minimum_compress_size: int,
+    key_headers: tuple[str, ...] = (),
 ) -> CacheEntry | None:
-    """The entry to store for a complete GET response, or None when RFC 9111 (or a size limit) says no."""
+    """The entry to store for a complete GET response, or None when RFC 9111 (or a size limit) says no.
+
+    ``key_headers``: request fields the entry is keyed on as if the response named them in Vary.
+    """
     start, body = recorder.start, recorder.body
     if start is None or body is None or recorder.swallowed:
         return None
@@ -144,6 +148,8 @@ def build_entry(
     # storing: it needs explicit freshness, a route default, or an explicit no-cache ("store, but revalidate").
     if refusal is not None or vary is None or (lifetime is None and not response_cc.no_cache):
         return None
+    if key_headers:
+        vary = tuple(sorted(set(vary).union(key_headers)))
     variants = {}
     if identity_start is not start and encoding is not None:
         variants[encoding.decode("latin-1").strip()] = body

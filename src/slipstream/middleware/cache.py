@@ -40,6 +40,7 @@ class CacheMiddleware:
         route_ttls: tuple[str, ...] = Settings.cache_route_ttls,
         exclude_paths: tuple[str, ...] = Settings.cache_exclude_paths,
         ignore_query_params: tuple[str, ...] = Settings.cache_ignore_query_params,
+        key_headers: tuple[str, ...] = Settings.cache_key_headers,
         status_header: str = Settings.cache_status_header,
         honour_client_no_cache: bool = Settings.cache_honour_client_no_cache,
         allow_set_cookie: bool = Settings.cache_allow_set_cookie,
@@ -56,6 +57,7 @@ class CacheMiddleware:
             cache_route_ttls=route_ttls,
             cache_exclude_paths=exclude_paths,
             cache_ignore_query_params=ignore_query_params,
+            cache_key_headers=key_headers,
             cache_status_header=status_header,
             cache_honour_client_no_cache=honour_client_no_cache,
             cache_allow_set_cookie=allow_set_cookie,
@@ -85,6 +87,7 @@ class CacheMiddleware:
             ]
         }
         self.normalise_query = QueryNormaliser(s.cache_ignore_query_params)
+        self.key_headers = tuple(sorted({name.lower() for name in s.cache_key_headers}))
         self.route_ttls: list[tuple[Callable[[str], object], float]] = []
         for route in s.cache_route_ttls:
             pattern, _, seconds = route.rpartition("=")
@@ -102,6 +105,7 @@ class CacheMiddleware:
             route_ttls=s.cache_route_ttls,
             exclude_paths=s.cache_exclude_paths,
             ignore_query_params=s.cache_ignore_query_params,
+            key_headers=s.cache_key_headers,
             status_header=s.cache_status_header,
             honour_client_no_cache=s.cache_honour_client_no_cache,
             allow_set_cookie=s.cache_allow_set_cookie,
@@ -242,6 +246,7 @@ class CacheMiddleware:
             response_time=response_time,
             default_ttl=self._default_ttl(scope["path"]),
             allow_set_cookie=self.settings.cache_allow_set_cookie,
+            key_headers=self.key_headers,
             max_entry_bytes=self.settings.cache_max_entry_bytes,
             minimum_compress_size=self.settings.compression_minimum_size,
         )
