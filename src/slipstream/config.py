@@ -97,6 +97,12 @@ class Settings:
     # Request fields every entry is keyed on, as if every response named them in Vary: the ones the app trusts
     # without saying so (X-Forwarded-Host, X-Forwarded-Proto behind a proxy).
     cache_key_headers: tuple[str, ...] = ()
+    # Cookies that do not make a request personal (analytics); glob patterns allowed. They are removed from the GET
+    # and HEAD requests the app sees through the cache, so a request whose only cookies are these is anonymous.
+    cache_ignore_cookies: tuple[str, ...] = ("_ga*", "_gid", "_gcl_*", "_fbp")
+    # False (Varnish's stance): a response to a request carrying cookies is stored only when it says public or
+    # names Cookie in Vary. True: stored as RFC 9111 lets a shared cache store it.
+    cache_store_cookie_requests: bool = False
     # Response header reporting HIT, MISS, STALE or BYPASS; empty turns it off.
     cache_status_header: str = "X-Cache"
     # Request Cache-Control: no-cache / max-age=0 and Pragma: no-cache force revalidation (RFC 9111).

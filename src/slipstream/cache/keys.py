@@ -83,6 +83,34 @@ class QueryNormaliser:
         return query_string if len(kept) == len(pieces) else b"&".join(kept)
 
 
+class CookieFilter:
+    """Removes ignored cookies (exact names or globs such as ``_ga*``) from a request's Cookie fields; a Cookie field
+    left with no cookie is dropped, so a request whose only cookies are ignored ones carries none."""
+
+    def __init__(self, ignored: Iterable[str]) -> None:
+        self.ignored = NameMatcher(ignored)
+
+    def without_ignored(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``headers`` with the ignored cookies removed; the same list when nothing changed."""
+        if not any(name == b"cookie" for name, _ in headers):
+            return headers
+        rebuilt: list[tuple[bytes, bytes]] = []
+        changed = False
+        for name, value in headers:
+            if name != b"cookie":
+                rebuilt.append((name, value))
+                continue
+            pieces = [piece.strip() for piece in value.split(b";")]
+            kept = [p for p in pieces if p and not self.ignored(p.partition(b"=")[0].strip().decode("latin-1"))]
+            if len(kept) == len(pieces):
+                rebuilt.append((name, value))
+                continue
+            changed = True
+            if kept:
+                rebuilt.append((name, b"; ".join(kept)))
+        return rebuilt if changed else headers
+
+
 def target_path(scope: Scope) -> bytes:
     """The path as received (``raw_path``; the decoded ``path`` re-escaped only when a server gives none)."""
     raw: bytes | None = scope.get("raw_path")

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
-from slipstream.cache.keys import QueryNormaliser, primary_key, url_key
+from slipstream.cache.keys import CookieFilter, QueryNormaliser, primary_key, url_key
 from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
@@ -41,6 +41,8 @@ class CacheMiddleware:
         exclude_paths: tuple[str, ...] = Settings.cache_exclude_paths,
         ignore_query_params: tuple[str, ...] = Settings.cache_ignore_query_params,
         key_headers: tuple[str, ...] = Settings.cache_key_headers,
+        ignore_cookies: tuple[str, ...] = Settings.cache_ignore_cookies,
+        store_cookie_requests: bool = Settings.cache_store_cookie_requests,
         status_header: str = Settings.cache_status_header,
         honour_client_no_cache: bool = Settings.cache_honour_client_no_cache,
         allow_set_cookie: bool = Settings.cache_allow_set_cookie,
@@ -58,6 +60,8 @@ class CacheMiddleware:
             cache_exclude_paths=exclude_paths,
             cache_ignore_query_params=ignore_query_params,
             cache_key_headers=key_headers,
+            cache_ignore_cookies=ignore_cookies,
+            cache_store_cookie_requests=store_cookie_requests,
             cache_status_header=status_header,
             cache_honour_client_no_cache=honour_client_no_cache,
             cache_allow_set_cookie=allow_set_cookie,
@@ -88,6 +92,7 @@ class CacheMiddleware:
         }
         self.normalise_query = QueryNormaliser(s.cache_ignore_query_params)
         self.key_headers = tuple(sorted({name.lower() for name in s.cache_key_headers}))
+        self.cookies = CookieFilter(s.cache_ignore_cookies)
         self.route_ttls: list[tuple[Callable[[str], object], float]] = []
         for route in s.cache_route_ttls:
             pattern, _, seconds = route.rpartition("=")
@@ -106,6 +111,8 @@ class CacheMiddleware:
             exclude_paths=s.cache_exclude_paths,
             ignore_query_params=s.cache_ignore_query_params,
             key_headers=s.cache_key_headers,
+            ignore_cookies=s.cache_ignore_cookies,
+            store_cookie_requests=s.cache_store_cookie_requests,
             status_header=s.cache_status_header,
             honour_client_no_cache=s.cache_honour_client_no_cache,
             allow_set_cookie=s.cache_allow_set_cookie,
@@ -247,6 +254,7 @@ class CacheMiddleware:
             default_ttl=self._default_ttl(scope["path"]),
             allow_set_cookie=self.settings.cache_allow_set_cookie,
             key_headers=self.key_headers,
+            store_cookie_requests=self.settings.cache_store_cookie_requests,
             max_entry_bytes=self.settings.cache_max_entry_bytes,
             minimum_compress_size=self.settings.compression_minimum_size,
         )
@@ -257,14 +265,16 @@ class CacheMiddleware:
             await self.cache.store(primary, entry, scope["headers"])
 
     def _keyed_request(self, scope: Scope) -> Scope:
-        """The request as the app may see it: what the key leaves out (ignored query parameters) is removed, so no
-        stored answer can depend on it. A copy when something was removed (``_fetch`` hands the app a copy of it
-        and follows that one)."""
+        """The request as the app may see it: what the key leaves out (ignored query parameters and cookies) is
+        removed, so no stored answer can depend on it. A copy when something was removed (``_fetch`` hands the app
+        a copy of it and follows that one)."""
         query: bytes = scope.get("query_string", b"")
         kept = self.normalise_query.without_ignored(query)
-        if kept is query:
+        headers: RawHeaders = scope["headers"]
+        cookies_kept = self.cookies.without_ignored(headers)
+        if kept is query and cookies_kept is headers:
             return scope
-        keyed: Scope = {**scope, "query_string": kept}
+        keyed: Scope = {**scope, "query_string": kept, "headers": cookies_kept}
         raw_path: bytes | None = scope.get("raw_path")
         if raw_path is not None and b"?" in raw_path:  # a server that leaves the query in raw_path
             keyed["raw_path"] = raw_path.partition(b"?")[0] + (b"?" + kept if kept else b"")
