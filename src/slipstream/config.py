@@ -89,7 +89,9 @@ class Settings:
     cache_redis_timeout: float = 0.05
     cache_memory_bytes: int = 64 * 1024 * 1024
     cache_max_entry_bytes: int = 8 * 1024 * 1024
-    # Freshness for responses without explicit freshness, per route: "regex=seconds" (first match wins).
+    # Freshness for responses without explicit freshness, per route: "regex=seconds" (first match wins). A rule skips
+    # requests carrying credentials (Cookie other than ignored ones, Authorization) unless written
+    # "regex=seconds;credentials": a private page at a path that looks static must not be shared (cache deception).
     cache_route_ttls: tuple[str, ...] = ()
     cache_exclude_paths: tuple[str, ...] = ()
     # Query parameters left out of the key, and removed from the request the app sees; glob patterns allowed.
@@ -170,14 +172,7 @@ class Settings:
         _check_range("compression_minimum_size", self.compression_minimum_size, 0, None)
         _check_range("compression_thread_threshold", self.compression_thread_threshold, 0, None)
         for route in self.cache_route_ttls:
-            pattern, _, seconds = route.rpartition("=")
-            try:
-                re.compile(pattern)
-                ttl = float(seconds)
-            except (re.error, ValueError):
-                raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}") from None
-            if not pattern or ttl < 0:
-                raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}")
+            parse_route_ttl(route)
         for name in self.cache_key_headers:
             if not _FIELD_NAME.fullmatch(name) or name.lower() == "accept-encoding":
                 raise ValueError(
@@ -243,6 +238,21 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown slipstream setting(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+def parse_route_ttl(rule: str) -> tuple[str, float, bool]:
+    """``regex=seconds`` or ``regex=seconds;credentials``: the pattern, the freshness in seconds, and whether the
+    rule also applies to requests carrying credentials."""
+    pattern, _, value = rule.rpartition("=")
+    seconds, _, flag = value.partition(";")
+    try:
+        re.compile(pattern)
+        ttl = float(seconds)
+    except (re.error, ValueError):
+        ttl = -1.0
+    if not pattern or ttl < 0 or flag.strip() not in ("", "credentials"):
+        raise ValueError(f"cache_route_ttls: expected 'regex=seconds' or 'regex=seconds;credentials', got {rule!r}")
+    return pattern, ttl, flag.strip() == "credentials"
 
 
 def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], object] | None:

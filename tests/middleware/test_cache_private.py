@@ -82,3 +82,38 @@ async def test_store_cookie_requests_restores_rfc_9111s_rule() -> None:
         "_ga*",
         "consent",
     )
+
+
+async def test_route_ttls_skip_requests_carrying_credentials() -> None:
+    # Cache deception: a catch-all route renders Alice's page at a path that looks like a stylesheet.
+    for settings in (
+        Settings(cache_route_ttls=(r".*\.css$=3600",)),
+        Settings(cache_route_ttls=(r".*\.css$=3600",), cache_store_cookie_requests=True),
+    ):
+        async with asgi_client(stack(account(cache_control=""), settings)) as client:
+            alice = await client.get("/account/profile.css", headers=ALICE)
+            anonymous = await client.get("/account/profile.css")
+            assert (alice.text, anonymous.text, anonymous.headers["x-cache"]) == (
+                "hello alice",
+                "hello anonymous",
+                "MISS",
+            )
+            assert (await client.get("/account/profile.css")).headers["x-cache"] == "HIT"
+    # Authorization with a bare "public": explicit sharing, but no freshness; the route's must not supply it.
+    settings = Settings(cache_route_ttls=(r".*\.css$=3600",))
+    async with asgi_client(stack(account(cache_control="public"), settings)) as client:
+        await client.get("/me.css", headers={"authorization": "Bearer alice"})
+        assert (await client.get("/me.css")).headers["x-cache"] == "MISS"
+
+
+async def test_a_credentials_route_ttl_applies_to_requests_carrying_credentials() -> None:
+    settings = Settings(cache_route_ttls=("^/me$=60;credentials", "^/me=5"))
+    async with asgi_client(stack(account(cache_control="", vary="Cookie"), settings)) as client:
+        await client.get("/me", headers=ALICE)
+        bob = await client.get("/me", headers={"cookie": "session=bob"})
+        alice_again = await client.get("/me", headers=ALICE)
+        await client.get("/me/settings", headers=ALICE)
+        settings_again = await client.get("/me/settings", headers=ALICE)
+    assert (bob.text, bob.headers["x-cache"]) == ("hello bob", "MISS")
+    assert (alice_again.text, alice_again.headers["x-cache"]) == ("hello alice", "HIT")
+    assert settings_again.headers["x-cache"] == "MISS"

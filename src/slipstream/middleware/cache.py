@@ -15,7 +15,7 @@ from slipstream.cache.keys import CookieFilter, QueryNormaliser, primary_key, ur
 from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
-from slipstream.config import Settings, path_matcher
+from slipstream.config import Settings, parse_route_ttl, path_matcher
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from slipstream.instrumentation import Instrumentation
 
 _VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
+_CREDENTIALS = (b"cookie", b"authorization")
 
 
 class CacheMiddleware:
@@ -93,10 +94,10 @@ class CacheMiddleware:
         self.normalise_query = QueryNormaliser(s.cache_ignore_query_params)
         self.key_headers = tuple(sorted({name.lower() for name in s.cache_key_headers}))
         self.cookies = CookieFilter(s.cache_ignore_cookies)
-        self.route_ttls: list[tuple[Callable[[str], object], float]] = []
+        self.route_ttls: list[tuple[Callable[[str], object], float, bool]] = []
         for route in s.cache_route_ttls:
-            pattern, _, seconds = route.rpartition("=")
-            self.route_ttls.append((re.compile(pattern).match, float(seconds)))
+            pattern, seconds, with_credentials = parse_route_ttl(route)
+            self.route_ttls.append((re.compile(pattern).match, seconds, with_credentials))
         self.excluded_path = path_matcher(s.cache_exclude_paths)
 
     @classmethod
@@ -251,7 +252,7 @@ class CacheMiddleware:
             request_headers=scope["headers"],
             request_time=request_time,
             response_time=response_time,
-            default_ttl=self._default_ttl(scope["path"]),
+            default_ttl=self._default_ttl(scope),
             allow_set_cookie=self.settings.cache_allow_set_cookie,
             key_headers=self.key_headers,
             store_cookie_requests=self.settings.cache_store_cookie_requests,
@@ -302,9 +303,18 @@ class CacheMiddleware:
 
         self.cache.spawn(refresh())
 
-    def _default_ttl(self, path: str) -> float | None:
-        for match, seconds in self.route_ttls:
+    def _default_ttl(self, scope: Scope) -> float | None:
+        """The first matching route rule's freshness. Rules without ``;credentials`` skip requests carrying
+        credentials (ignored cookies are gone by now): ``/account/profile.css`` may be Alice's private page."""
+        path: str = scope["path"]
+        credentials: bool | None = None
+        for match, seconds, with_credentials in self.route_ttls:
             if match(path):
+                if not with_credentials:
+                    if credentials is None:
+                        credentials = any(name in _CREDENTIALS for name, _ in scope["headers"])
+                    if credentials:
+                        continue
                 return seconds
         return None
 
