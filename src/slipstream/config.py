@@ -87,6 +87,9 @@ class Settings:
     cache_redis_url: str | None = None
     cache_redis_prefix: str = "slipstream:"
     cache_redis_timeout: float = 0.05
+    # Key of the digests that stand in for credential values (Cookie, Authorization) in Redis; set the same value on
+    # every instance to share entries that vary on them. Unset: a random key per process.
+    cache_redis_secret: str | None = dataclasses.field(default=None, repr=False)
     cache_memory_bytes: int = 64 * 1024 * 1024
     cache_max_entry_bytes: int = 8 * 1024 * 1024
     # Freshness for responses without explicit freshness, per route: "regex=seconds" (first match wins). A rule skips

@@ -60,7 +60,10 @@ class ResponseCache:
                 raise missing from exc
 
             redis = RedisStore.from_url(
-                settings.cache_redis_url, prefix=settings.cache_redis_prefix, timeout=settings.cache_redis_timeout
+                settings.cache_redis_url,
+                prefix=settings.cache_redis_prefix,
+                timeout=settings.cache_redis_timeout,
+                secret=settings.cache_redis_secret,
             )
         return cls(
             MemoryStore(settings.cache_memory_bytes),
@@ -86,7 +89,7 @@ class ResponseCache:
         if self.redis is None:
             return None
         fields = request_fields(headers)
-        data = await self.redis.get(primary, fields)
+        data = await self.redis.get(primary, fields, self.memory.vary_of(primary) or ())
         if data is None:
             return None
         try:
@@ -98,17 +101,18 @@ class ResponseCache:
         return entry, "l2"
 
     async def store(self, primary: str, entry: CacheEntry, headers: Headers) -> None:
-        secondary = secondary_key(entry.vary, request_fields(headers, entry.vary))
+        fields = request_fields(headers, entry.vary)
         ttl = entry.storage_ttl(self.revalidation_grace)
-        self.memory.put(primary, entry, secondary, ttl)
+        self.memory.put(primary, entry, secondary_key(entry.vary, fields), ttl)
         if self.redis is not None:
+            secondary = self.redis.secondary(entry.vary, fields)
             await self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags)
 
     def add_variant(self, primary: str, entry: CacheEntry, coding: str, data: bytes, headers: Headers) -> None:
         """Keep an encoding filled on demand, here and (in the background) in Redis."""
         self.memory.add_variant(primary, entry, coding, data)
         if self.redis is not None:
-            secondary = secondary_key(entry.vary, request_fields(headers, entry.vary))
+            secondary = self.redis.secondary(entry.vary, request_fields(headers, entry.vary))
             ttl = entry.storage_ttl(self.revalidation_grace)
             self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags))
 
