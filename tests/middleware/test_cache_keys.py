@@ -74,6 +74,8 @@ async def test_purge_url_takes_the_url_as_a_client_requests_it() -> None:
         assert await app.cache.purge_url("http://testserver/items/a?b") == 0
         await client.get("/items/caf%C3%A9/1")
         assert await app.cache.purge_prefix("http://testserver/items/café") == 1
+        await client.get("/other")
+        assert await app.cache.purge_prefix("http://") == 1
         assert len(app.cache.memory) == 0
 
 

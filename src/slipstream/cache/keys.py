@@ -149,9 +149,13 @@ def primary_key(scope: Scope, normalise_query: QueryNormaliser) -> str:
 def url_key(url: str, normalise_query: QueryNormaliser | None) -> str:
     """The primary key of an absolute URL as a client would request it (non-ASCII sent as UTF-8 escapes).
 
-    Without ``normalise_query`` the URL is a prefix: its query is kept as given and an empty path stays empty.
+    Without ``normalise_query`` the URL is a prefix: its query is kept as given, an empty path stays empty, and one
+    that stops before its host ends (``https://``) is only escaped.
     """
-    parts = urlsplit(quote(url, safe=_VISIBLE_ASCII))
+    quoted = quote(url, safe=_VISIBLE_ASCII)
+    parts = urlsplit(quoted)
+    if normalise_query is None and not (parts.scheme and parts.netloc):
+        return normalise_escapes(quoted.encode("ascii")).decode("ascii")
     path = normalise_escapes(parts.path.encode("ascii")).decode("ascii")
     origin = _origin(parts.scheme, parts.netloc)
     if normalise_query is None:
