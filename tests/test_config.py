@@ -80,6 +80,17 @@ def test_cache_settings_from_env() -> None:
     assert Settings.from_env({"SLIPSTREAM_CACHE_REDIS_URL": " "}).cache_redis_url is None
 
 
+def test_cache_key_headers_from_env() -> None:
+    settings = Settings.from_env({"SLIPSTREAM_CACHE_KEY_HEADERS": "X-Forwarded-Host, X-Forwarded-Proto"})
+    assert settings.cache_key_headers == ("X-Forwarded-Host", "X-Forwarded-Proto")
+    assert Settings().cache_key_headers == ()
+
+
+def test_a_route_ttl_may_apply_to_requests_carrying_credentials() -> None:
+    settings = Settings.from_env({"SLIPSTREAM_CACHE_ROUTE_TTLS": r"^/me$=60;credentials, .*\.css$=3600"})
+    assert settings.cache_route_ttls == ("^/me$=60;credentials", r".*\.css$=3600")
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -87,7 +98,11 @@ def test_cache_settings_from_env() -> None:
         ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "/api=forever"}, "expected 'regex=seconds'"),
         ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "=30"}, "expected 'regex=seconds'"),
         ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "(=30"}, "expected 'regex=seconds'"),
+        ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "/me=30;always"}, "'regex=seconds;credentials'"),
+        ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "/me=;credentials"}, "'regex=seconds;credentials'"),
         ({"SLIPSTREAM_CACHE_EXCLUDE_PATHS": "(unclosed"}, "bad regular expression"),
+        ({"SLIPSTREAM_CACHE_KEY_HEADERS": "X-Forwarded-Host, x forwarded"}, "cache_key_headers: expected field names"),
+        ({"SLIPSTREAM_CACHE_KEY_HEADERS": "Accept-Encoding"}, "cache_key_headers: expected field names"),
     ],
 )
 def test_bad_cache_settings(environ: dict[str, str], message: str) -> None:

@@ -49,6 +49,9 @@ DEFAULT_EXCLUDED_CONTENT_TYPES: tuple[str, ...] = (
     "application/pdf",
     "application/wasm",
 )
+# RFC 9110 §5.1: a field name is a token.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
 # Images that are text and compress well are let back in even though "image/" is excluded.
 DEFAULT_INCLUDED_CONTENT_TYPES: tuple[str, ...] = ("image/svg+xml", "image/x-icon", "image/bmp")
 
@@ -84,13 +87,27 @@ class Settings:
     cache_redis_url: str | None = None
     cache_redis_prefix: str = "slipstream:"
     cache_redis_timeout: float = 0.05
+    # Key of the digests that stand in for credential values (Cookie, Authorization) in Redis; set the same value on
+    # every instance to share entries that vary on them. Unset: a random key per process.
+    cache_redis_secret: str | None = dataclasses.field(default=None, repr=False)
     cache_memory_bytes: int = 64 * 1024 * 1024
     cache_max_entry_bytes: int = 8 * 1024 * 1024
-    # Freshness for responses without explicit freshness, per route: "regex=seconds" (first match wins).
+    # Freshness for responses without explicit freshness, per route: "regex=seconds" (first match wins). A rule skips
+    # requests carrying credentials (Cookie other than ignored ones, Authorization) unless written
+    # "regex=seconds;credentials": a private page at a path that looks static must not be shared (cache deception).
     cache_route_ttls: tuple[str, ...] = ()
     cache_exclude_paths: tuple[str, ...] = ()
-    # Query parameters left out of the key; glob patterns allowed.
+    # Query parameters left out of the key, and removed from the request the app sees; glob patterns allowed.
     cache_ignore_query_params: tuple[str, ...] = ("utm_*", "gclid", "fbclid")
+    # Request fields every entry is keyed on, as if every response named them in Vary: the ones the app trusts
+    # without saying so (X-Forwarded-Host, X-Forwarded-Proto behind a proxy).
+    cache_key_headers: tuple[str, ...] = ()
+    # Cookies that do not make a request personal (analytics); glob patterns allowed. They are removed from the GET
+    # and HEAD requests the app sees through the cache, so a request whose only cookies are these is anonymous.
+    cache_ignore_cookies: tuple[str, ...] = ("_ga*", "_gid", "_gcl_*", "_fbp")
+    # False (Varnish's stance): a response to a request carrying cookies is stored only when it says public or
+    # names Cookie in Vary. True: stored as RFC 9111 lets a shared cache store it.
+    cache_store_cookie_requests: bool = False
     # Response header reporting HIT, MISS, STALE or BYPASS; empty turns it off.
     cache_status_header: str = "X-Cache"
     # Request Cache-Control: no-cache / max-age=0 and Pragma: no-cache force revalidation (RFC 9111).
@@ -158,14 +175,13 @@ class Settings:
         _check_range("compression_minimum_size", self.compression_minimum_size, 0, None)
         _check_range("compression_thread_threshold", self.compression_thread_threshold, 0, None)
         for route in self.cache_route_ttls:
-            pattern, _, seconds = route.rpartition("=")
-            try:
-                re.compile(pattern)
-                ttl = float(seconds)
-            except (re.error, ValueError):
-                raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}") from None
-            if not pattern or ttl < 0:
-                raise ValueError(f"cache_route_ttls: expected 'regex=seconds', got {route!r}")
+            parse_route_ttl(route)
+        for name in self.cache_key_headers:
+            if not _FIELD_NAME.fullmatch(name) or name.lower() == "accept-encoding":
+                raise ValueError(
+                    f"cache_key_headers: expected field names other than Accept-Encoding (every coding is in one "
+                    f"entry), got {name!r}"
+                )
         _check_range("db_n_plus_one_threshold", self.db_n_plus_one_threshold, 2, None)
         if self.db_slow_query_threshold < 0:
             raise ValueError(f"db_slow_query_threshold must be at least 0, got {self.db_slow_query_threshold}")
@@ -225,6 +241,21 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown slipstream setting(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+def parse_route_ttl(rule: str) -> tuple[str, float, bool]:
+    """``regex=seconds`` or ``regex=seconds;credentials``: the pattern, the freshness in seconds, and whether the
+    rule also applies to requests carrying credentials."""
+    pattern, _, value = rule.rpartition("=")
+    seconds, _, flag = value.partition(";")
+    try:
+        re.compile(pattern)
+        ttl = float(seconds)
+    except (re.error, ValueError):
+        ttl = -1.0
+    if not pattern or ttl < 0 or flag.strip() not in ("", "credentials"):
+        raise ValueError(f"cache_route_ttls: expected 'regex=seconds' or 'regex=seconds;credentials', got {rule!r}")
+    return pattern, ttl, flag.strip() == "credentials"
 
 
 def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], object] | None:

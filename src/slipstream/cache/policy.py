@@ -78,6 +78,10 @@ def _vary_star(vary: bytes) -> bool:
     return b"*" in vary and any(member.strip(b" \t") == b"*" for member in vary.split(b","))
 
 
+def _varies_on_cookie(vary: bytes | None) -> bool:
+    return vary is not None and any(member.strip(b" \t").lower() == b"cookie" for member in vary.split(b","))
+
+
 def storable(
     *,
     method: str,
@@ -91,12 +95,15 @@ def storable(
     lifetime: float | None,
     has_validator: bool,
     has_expires: bool = False,
+    has_cookie: bool = False,
 ) -> str | None:
     """None when RFC 9111 §3 lets a shared cache store the response, else a short reason.
 
-    Reasons: "method", "status", "no-store", "private", "authorization", "set-cookie", "vary-star",
+    Reasons: "method", "status", "no-store", "private", "authorization", "cookie", "set-cookie", "vary-star",
     "no-freshness". ``has_expires`` says whether the response has an Expires field: like max-age it is explicit
     freshness, which makes any final status storable; without it only heuristically cacheable ones are.
+    ``has_cookie``: the request carries cookies. Stricter than RFC 9111 (Varnish's stance): such a response is
+    shared only when it says ``public`` or names Cookie in Vary.
     """
     if method != "GET":
         return "method"  # HEAD is answered from the GET entry, never stored on its own
@@ -110,6 +117,8 @@ def storable(
     # §3.5; s-maxage sets must_revalidate, so it is covered too.
     if has_authorization and not (response_cc.public or response_cc.must_revalidate):
         return "authorization"
+    if has_cookie and not (response_cc.public or _varies_on_cookie(vary)):
+        return "cookie"
     if has_set_cookie and not allow_set_cookie:
         return "set-cookie"
     if vary is not None and _vary_star(vary):

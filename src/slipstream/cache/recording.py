@@ -102,8 +102,15 @@ def build_entry(
     allow_set_cookie: bool,
     max_entry_bytes: int,
     minimum_compress_size: int,
+    key_headers: tuple[str, ...] = (),
+    store_cookie_requests: bool = False,
 ) -> CacheEntry | None:
-    """The entry to store for a complete GET response, or None when RFC 9111 (or a size limit) says no."""
+    """The entry to store for a complete GET response, or None when RFC 9111 (or a size limit) says no.
+
+    ``key_headers``: request fields the entry is keyed on as if the response named them in Vary.
+    ``store_cookie_requests``: a request carrying a Cookie is stored as RFC 9111 allows, not only when the
+    response is ``public`` or keyed on the cookie.
+    """
     start, body = recorder.start, recorder.body
     if start is None or body is None or recorder.swallowed:
         return None
@@ -138,12 +145,15 @@ def build_entry(
         lifetime=lifetime,
         has_validator=etag is not None or last_modified is not None,
         has_expires=b"expires" in fields,
+        has_cookie=b"cookie" in request and not store_cookie_requests and "cookie" not in key_headers,
     )
     vary = vary_fields(v for k, v in identity_start.get("headers", ()) if k.lower() == b"vary")
     # A validator alone (every response has one once ETags are generated) does not make a response worth
     # storing: it needs explicit freshness, a route default, or an explicit no-cache ("store, but revalidate").
     if refusal is not None or vary is None or (lifetime is None and not response_cc.no_cache):
         return None
+    if key_headers:
+        vary = tuple(sorted(set(vary).union(key_headers)))
     variants = {}
     if identity_start is not start and encoding is not None:
         variants[encoding.decode("latin-1").strip()] = body

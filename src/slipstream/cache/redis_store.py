@@ -6,11 +6,18 @@ Layout under `prefix`: one hash per primary key, ``e:{<xxh3-128 of the primary>}
 channel ``invalidate``. Each call touches one entry key or one set key per command, with the primary's
 hash in a ``{...}`` hash tag, so it also runs on `redis.asyncio.cluster.RedisCluster` (not tested here).
 The client must use ``decode_responses=False``.
+
+Request fields never reach Redis in clear when they are credentials: a lookup sends only the fields the stored Vary
+names, and the values of Authorization, Proxy-Authorization and Cookie, there and in secondary keys, are keyed
+BLAKE2b digests. The key comes from ``secret`` (the same on every instance that should share such variants) or is
+random per process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import math
 import secrets
@@ -27,20 +34,25 @@ from redis.exceptions import NoScriptError
 from slipstream.cache.breaker import CircuitBreaker
 from slipstream.cache.invalidation import ERRORS as _ERRORS
 from slipstream.cache.invalidation import InvalidationListener, aclose
+from slipstream.cache.keys import secondary_key
 
-__all__ = ["InvalidationListener", "RedisStore"]
+__all__ = ["CREDENTIAL_FIELDS", "InvalidationListener", "RedisStore"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _BATCH = 500
 _MAX_BATCHES = 10_000  # 5 million keys per purge call: a bound, not an expected size
+# Request fields whose values Redis only ever sees as keyed digests.
+CREDENTIAL_FIELDS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
-# Resolve Vary on the server so a hit costs one round trip: the stored Vary names pick the ARGV headers.
+# ARGV: the Vary the caller expects (comma-joined names), then name, value pairs of the fields it names, and no
+# others. Right, one round trip picks the variant; a different stored Vary comes back as {vary} to ask again with.
 _GET = """
 local vary = redis.call('HGET', KEYS[1], '@vary')
 if not vary then return false end
+if vary ~= ARGV[1] then return {vary} end
 local headers = {}
-for i = 1, #ARGV, 2 do headers[ARGV[i]] = ARGV[i + 1] end
+for i = 2, #ARGV, 2 do headers[ARGV[i]] = ARGV[i + 1] end
 local parts = {'@'}
 for name in string.gmatch(vary, '[^,]+') do parts[#parts + 1] = '\\n' .. name .. ':' .. (headers[name] or '') end
 return redis.call('HGET', KEYS[1], table.concat(parts))
@@ -83,7 +95,15 @@ async def _batches(items: AsyncIterator[Any], size: int = _BATCH) -> AsyncIterat
 class RedisStore:
     """Redis L2 cache tier: bytes in and out; errors open the breaker and read as a cache miss."""
 
-    def __init__(self, client: Redis, *, prefix: str = "slipstream:", breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "slipstream:",
+        breaker: CircuitBreaker | None = None,
+        secret: str | None = None,
+    ) -> None:
+        """``secret``: the key of the digests that stand in for credentials (random per process when None)."""
         self.client = client
         self.prefix = prefix
         self.breaker = breaker if breaker is not None else CircuitBreaker()
@@ -95,10 +115,18 @@ class RedisStore:
         self._release = client.register_script(_RELEASE)
         # Set by CacheMiddleware to its registry's slipstream_cache_redis_errors_total.
         self.error_counter: Counter | None = None
+        key = secret.encode() if secret else secrets.token_bytes(32)
+        self._digest_key = hashlib.blake2b(key, digest_size=32).digest()
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str = "slipstream:", timeout: float = 0.05, breaker: CircuitBreaker | None = None
+        cls,
+        url: str,
+        *,
+        prefix: str = "slipstream:",
+        timeout: float = 0.05,
+        breaker: CircuitBreaker | None = None,
+        secret: str | None = None,
     ) -> RedisStore:
         # No retries and short socket timeouts: the breaker, not the client, decides when to try again.
         client = Redis.from_url(
@@ -109,10 +137,20 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        return cls(client, prefix=prefix, breaker=breaker)
+        return cls(client, prefix=prefix, breaker=breaker, secret=secret)
 
     def entry_key(self, primary: str) -> str:
         return f"{self.prefix}e:{{{xxhash.xxh3_128_hexdigest(primary.encode())}}}"
+
+    def wire_value(self, name: str, value: str) -> str:
+        """What Redis is told of a request field's (normalised) value: a credential's is a keyed digest."""
+        if value and name in CREDENTIAL_FIELDS:
+            return "#" + hashlib.blake2b(value.encode(), key=self._digest_key, digest_size=16).hexdigest()
+        return value
+
+    def secondary(self, vary: tuple[str, ...], fields: Mapping[str, str]) -> str:
+        """The secondary key of a variant as stored here: ``secondary_key`` with credentials digested."""
+        return secondary_key(vary, {name: self.wire_value(name, fields.get(name, "")) for name in vary})
 
     def lock_key(self, primary: str) -> str:
         return f"{self.prefix}l:{{{xxhash.xxh3_128_hexdigest(primary.encode())}}}"
@@ -131,15 +169,27 @@ class RedisStore:
         self.breaker.record_success()
         return result
 
-    async def get(self, primary: str, fields: Mapping[str, str]) -> bytes | None:
-        args = [part for item in fields.items() for part in item]
-        found = await self._guard(lambda: self._get(keys=[self.entry_key(primary)], args=args), None)
-        return found if isinstance(found, bytes) else None
+    async def get(self, primary: str, fields: Mapping[str, str], vary: tuple[str, ...] = ()) -> bytes | None:
+        """The variant stored for a request with ``fields`` (normalised request fields, in clear: only those the
+        stored Vary names are sent, credentials digested). ``vary``: the Vary expected, e.g. the one the memory tier
+        knows; a wrong guess costs a second round trip."""
+        keys = [self.entry_key(primary)]
+        for _ in range(2):
+            args = [",".join(vary)]
+            for name in vary:
+                args += (name, self.wire_value(name, fields.get(name, "")))
+            found = await self._guard(functools.partial(self._get, keys=keys, args=args), None)
+            if not isinstance(found, list) or not found:
+                return found if isinstance(found, bytes) else None
+            stored: bytes = found[0]
+            vary = tuple(stored.decode("latin-1").split(",")) if stored else ()
+        return None  # the Vary changed between the two calls
 
     async def put(
         self, primary: str, vary: tuple[str, ...], secondary: str, data: bytes, ttl: float, tags: tuple[str, ...]
     ) -> None:
-        """Store one variant for `ttl` seconds (rounded up; nothing is stored when `ttl` <= 0)."""
+        """Store one variant for `ttl` seconds (rounded up; nothing is stored when `ttl` <= 0). `secondary` is the
+        variant's key as ``self.secondary(vary, fields)`` makes it, credentials digested."""
         if ttl <= 0:
             return
         seconds = math.ceil(ttl)

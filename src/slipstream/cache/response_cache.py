@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipstream.cache.coalescing import SingleFlight
 from slipstream.cache.entry import CacheEntry, deserialise, serialise
-from slipstream.cache.keys import request_fields, secondary_key
+from slipstream.cache.keys import QueryNormaliser, request_fields, secondary_key, url_key
 from slipstream.cache.memory import MemoryStore
 from slipstream.config import Settings
 from slipstream.extras import missing_extra
@@ -33,11 +33,14 @@ class ResponseCache:
         *,
         revalidation_grace: float = 300.0,
         coalesce_timeout: float = 5.0,
+        ignore_query_params: Iterable[str] = Settings.cache_ignore_query_params,
     ) -> None:
+        """``ignore_query_params``: what the cache middleware leaves out of its keys, for ``purge_url``."""
         self.memory = memory
         self.redis = redis
         self.revalidation_grace = revalidation_grace
         self.coalesce_timeout = coalesce_timeout
+        self.normalise_query = QueryNormaliser(ignore_query_params)
         self.origin = uuid.uuid4().hex  # lets this process ignore its own invalidation broadcasts
         self.flights = SingleFlight()
         self._listener: InvalidationListener | None = None
@@ -57,13 +60,17 @@ class ResponseCache:
                 raise missing from exc
 
             redis = RedisStore.from_url(
-                settings.cache_redis_url, prefix=settings.cache_redis_prefix, timeout=settings.cache_redis_timeout
+                settings.cache_redis_url,
+                prefix=settings.cache_redis_prefix,
+                timeout=settings.cache_redis_timeout,
+                secret=settings.cache_redis_secret,
             )
         return cls(
             MemoryStore(settings.cache_memory_bytes),
             redis,
             revalidation_grace=settings.cache_revalidation_grace,
             coalesce_timeout=settings.cache_coalesce_timeout,
+            ignore_query_params=settings.cache_ignore_query_params,
         )
 
     def lookup_memory(self, primary: str, headers: Headers) -> tuple[CacheEntry, str] | None:
@@ -82,7 +89,7 @@ class ResponseCache:
         if self.redis is None:
             return None
         fields = request_fields(headers)
-        data = await self.redis.get(primary, fields)
+        data = await self.redis.get(primary, fields, self.memory.vary_of(primary) or ())
         if data is None:
             return None
         try:
@@ -94,17 +101,18 @@ class ResponseCache:
         return entry, "l2"
 
     async def store(self, primary: str, entry: CacheEntry, headers: Headers) -> None:
-        secondary = secondary_key(entry.vary, request_fields(headers, entry.vary))
+        fields = request_fields(headers, entry.vary)
         ttl = entry.storage_ttl(self.revalidation_grace)
-        self.memory.put(primary, entry, secondary, ttl)
+        self.memory.put(primary, entry, secondary_key(entry.vary, fields), ttl)
         if self.redis is not None:
+            secondary = self.redis.secondary(entry.vary, fields)
             await self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags)
 
     def add_variant(self, primary: str, entry: CacheEntry, coding: str, data: bytes, headers: Headers) -> None:
         """Keep an encoding filled on demand, here and (in the background) in Redis."""
         self.memory.add_variant(primary, entry, coding, data)
         if self.redis is not None:
-            secondary = secondary_key(entry.vary, request_fields(headers, entry.vary))
+            secondary = self.redis.secondary(entry.vary, request_fields(headers, entry.vary))
             ttl = entry.storage_ttl(self.revalidation_grace)
             self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags))
 
@@ -135,10 +143,18 @@ class ResponseCache:
             finally:
                 await self.redis.release_lock(primary, token)
 
-    async def purge_url(self, primary: str) -> int:
+    async def purge_url(self, url: str) -> int:
+        """Drop the entries of an absolute URL, written as a client requests it: it is normalised as the cache's
+        keys are (escapes, parameter order, ignored parameters), so ``https://example.com/a?b=1&a=2`` will do."""
+        return await self.purge_primary(url_key(url, self.normalise_query))
+
+    async def purge_primary(self, primary: str) -> int:
+        """Drop the entries of one primary key, exactly as the cache computed it."""
         return await self._purge("url", primary, self.memory.delete(primary), lambda r: r.delete(primary))
 
     async def purge_prefix(self, prefix: str) -> int:
+        """Drop the entries whose URL starts with ``prefix`` (scheme, host and path escapes normalised)."""
+        prefix = url_key(prefix, None)
         local = self.memory.delete_prefix(prefix)
         return await self._purge("prefix", prefix, local, lambda r: r.delete_prefix(prefix))
 

@@ -11,11 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
-from slipstream.cache.keys import QueryNormaliser, primary_key
+from slipstream.cache.keys import CookieFilter, QueryNormaliser, primary_key, url_key
 from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.serving import EntryResponder
-from slipstream.config import Settings, path_matcher
+from slipstream.config import Settings, parse_route_ttl, path_matcher
 from slipstream.exporters.metrics import CompressionBytes
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from slipstream.instrumentation import Instrumentation
 
 _VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
+_CREDENTIALS = (b"cookie", b"authorization")
 
 
 class CacheMiddleware:
@@ -42,6 +43,9 @@ class CacheMiddleware:
         route_ttls: tuple[str, ...] = Settings.cache_route_ttls,
         exclude_paths: tuple[str, ...] = Settings.cache_exclude_paths,
         ignore_query_params: tuple[str, ...] = Settings.cache_ignore_query_params,
+        key_headers: tuple[str, ...] = Settings.cache_key_headers,
+        ignore_cookies: tuple[str, ...] = Settings.cache_ignore_cookies,
+        store_cookie_requests: bool = Settings.cache_store_cookie_requests,
         status_header: str = Settings.cache_status_header,
         honour_client_no_cache: bool = Settings.cache_honour_client_no_cache,
         allow_set_cookie: bool = Settings.cache_allow_set_cookie,
@@ -58,6 +62,9 @@ class CacheMiddleware:
             cache_route_ttls=route_ttls,
             cache_exclude_paths=exclude_paths,
             cache_ignore_query_params=ignore_query_params,
+            cache_key_headers=key_headers,
+            cache_ignore_cookies=ignore_cookies,
+            cache_store_cookie_requests=store_cookie_requests,
             cache_status_header=status_header,
             cache_honour_client_no_cache=honour_client_no_cache,
             cache_allow_set_cookie=allow_set_cookie,
@@ -89,10 +96,12 @@ class CacheMiddleware:
             ]
         }
         self.normalise_query = QueryNormaliser(s.cache_ignore_query_params)
-        self.route_ttls: list[tuple[Callable[[str], object], float]] = []
+        self.key_headers = tuple(sorted({name.lower() for name in s.cache_key_headers}))
+        self.cookies = CookieFilter(s.cache_ignore_cookies)
+        self.route_ttls: list[tuple[Callable[[str], object], float, bool]] = []
         for route in s.cache_route_ttls:
-            pattern, _, seconds = route.rpartition("=")
-            self.route_ttls.append((re.compile(pattern).match, float(seconds)))
+            pattern, seconds, with_credentials = parse_route_ttl(route)
+            self.route_ttls.append((re.compile(pattern).match, seconds, with_credentials))
         self.excluded_path = path_matcher(s.cache_exclude_paths)
 
     @classmethod
@@ -106,6 +115,9 @@ class CacheMiddleware:
             route_ttls=s.cache_route_ttls,
             exclude_paths=s.cache_exclude_paths,
             ignore_query_params=s.cache_ignore_query_params,
+            key_headers=s.cache_key_headers,
+            ignore_cookies=s.cache_ignore_cookies,
+            store_cookie_requests=s.cache_store_cookie_requests,
             status_header=s.cache_status_header,
             honour_client_no_cache=s.cache_honour_client_no_cache,
             allow_set_cookie=s.cache_allow_set_cookie,
@@ -142,6 +154,8 @@ class CacheMiddleware:
         if request.no_store:
             await self.app(scope, receive, self._bypass(send))
             return
+        scope = self._keyed_request(scope)
+        headers = scope["headers"]
         primary = primary_key(scope, self.normalise_query)
         found = self.cache.lookup_memory(primary, headers)
         if found is None:
@@ -246,8 +260,10 @@ class CacheMiddleware:
             request_headers=scope["headers"],
             request_time=request_time,
             response_time=response_time,
-            default_ttl=self._default_ttl(scope["path"]),
+            default_ttl=self._default_ttl(scope),
             allow_set_cookie=self.settings.cache_allow_set_cookie,
+            key_headers=self.key_headers,
+            store_cookie_requests=self.settings.cache_store_cookie_requests,
             max_entry_bytes=self.settings.cache_max_entry_bytes,
             minimum_compress_size=self.settings.compression_minimum_size,
         )
@@ -256,6 +272,22 @@ class CacheMiddleware:
             if record is not None:
                 entry.route = record.route
             await self.cache.store(primary, entry, scope["headers"])
+
+    def _keyed_request(self, scope: Scope) -> Scope:
+        """The request as the app may see it: what the key leaves out (ignored query parameters and cookies) is
+        removed, so no stored answer can depend on it. A copy when something was removed (``_fetch`` hands the app
+        a copy of it and follows that one)."""
+        query: bytes = scope.get("query_string", b"")
+        kept = self.normalise_query.without_ignored(query)
+        headers: RawHeaders = scope["headers"]
+        cookies_kept = self.cookies.without_ignored(headers)
+        if kept is query and cookies_kept is headers:
+            return scope
+        keyed: Scope = {**scope, "query_string": kept, "headers": cookies_kept}
+        raw_path: bytes | None = scope.get("raw_path")
+        if raw_path is not None and b"?" in raw_path:  # a server that leaves the query in raw_path
+            keyed["raw_path"] = raw_path.partition(b"?")[0] + (b"?" + kept if kept else b"")
+        return keyed
 
     def _refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
         """stale-while-revalidate: refresh once, off the request, while stale copies are served."""
@@ -279,9 +311,18 @@ class CacheMiddleware:
 
         self.cache.spawn(refresh())
 
-    def _default_ttl(self, path: str) -> float | None:
-        for match, seconds in self.route_ttls:
+    def _default_ttl(self, scope: Scope) -> float | None:
+        """The first matching route rule's freshness. Rules without ``;credentials`` skip requests carrying
+        credentials (ignored cookies are gone by now): ``/account/profile.css`` may be Alice's private page."""
+        path: str = scope["path"]
+        credentials: bool | None = None
+        for match, seconds, with_credentials in self.route_ttls:
             if match(path):
+                if not with_credentials:
+                    if credentials is None:
+                        credentials = any(name in _CREDENTIALS for name, _ in scope["headers"])
+                    if credentials:
+                        continue
                 return seconds
         return None
 
@@ -300,13 +341,13 @@ class CacheMiddleware:
         await self.app(scope, receive, watch)
         if policy.invalidates(scope["method"], status):
             target = primary_key(scope, self.normalise_query)
-            await self.cache.purge_url(target)
+            await self.cache.purge_primary(target)
             origin = target.split("/", 3)[:3]
             for location in locations:
                 text = location.decode("latin-1")
-                url = "/".join(origin) + text if text.startswith("/") else text
+                url = url_key("/".join(origin) + text if text.startswith("/") else text, self.normalise_query)
                 if url.split("/", 3)[:3] == origin:
-                    await self.cache.purge_url(url)
+                    await self.cache.purge_primary(url)
 
     def _bypass(self, send: Send) -> Send:
         self.outcomes["bypass", "none"].inc()
