@@ -152,7 +152,7 @@ def test_a_token_beyond_ascii_reads_the_same_on_the_separate_port() -> None:
     server = MetricsServer(free_port(), registry=filled_registry(), bearer_token="pässwörd")
     try:
         url = f"http://127.0.0.1:{server.port}/metrics"
-        assert httpx.get(url, headers={"authorization": "Bearer pässwörd".encode()}).status_code == 200
+        assert httpx.get(url, headers={b"authorization": "Bearer pässwörd".encode()}).status_code == 200
         assert httpx.get(url, headers={"authorization": "Bearer passwort"}).status_code == 401
     finally:
         server.stop()
