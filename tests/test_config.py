@@ -88,6 +88,7 @@ def test_cache_settings_from_env() -> None:
         ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "=30"}, "expected 'regex=seconds'"),
         ({"SLIPSTREAM_CACHE_ROUTE_TTLS": "(=30"}, "expected 'regex=seconds'"),
         ({"SLIPSTREAM_CACHE_EXCLUDE_PATHS": "(unclosed"}, "bad regular expression"),
+        ({"SLIPSTREAM_CACHE_HIT_FOR_MISS": "-1"}, "cache_hit_for_miss must be at least 0"),
     ],
 )
 def test_bad_cache_settings(environ: dict[str, str], message: str) -> None:
