@@ -120,6 +120,10 @@ class RedisStore:
     async def _guard(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
         if not self.breaker.allow():
             return default
+        return await self._attempt(operation, default)
+
+    async def _attempt(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
+        """Run ``operation`` whatever the breaker says; a failure is counted (and told to the breaker), not raised."""
         try:
             result = await operation()
         except _ERRORS as exc:
@@ -235,13 +239,34 @@ class RedisStore:
         acquired = await self._guard(lambda: self.client.set(self.lock_key(primary), token, nx=True, px=millis), None)
         return token if acquired else None
 
-    async def release_lock(self, primary: str, token: str) -> None:
-        await self._guard(lambda: self._release(keys=[self.lock_key(primary)], args=[token]), 0)
+    async def release_lock(self, primary: str, token: str) -> bool:
+        """Drop the fill lock if it is still ours; False when Redis did not answer. Tried even with the breaker open
+        (one call, the usual timeout): a lock left behind keeps every process's next miss for the URL waiting."""
+        released = await self._attempt(lambda: self._release(keys=[self.lock_key(primary)], args=[token]), None)
+        return released is not None
+
+    async def release_lock_later(self, primary: str, token: str, expires: float) -> None:
+        """Retry a release that failed, backing off, until Redis answers or the lock expires by itself at
+        ``expires`` (event loop time)."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        while loop.time() + delay < expires:  # bounded: the delay doubles, the lock's TTL is short
+            await asyncio.sleep(delay)
+            if await self.release_lock(primary, token):
+                return
+            delay = min(delay * 2, 1.0)
 
     async def wait_for(
-        self, primary: str, fields: Mapping[str, str], timeout: float, interval: float = 0.02
+        self,
+        primary: str,
+        fields: Mapping[str, str],
+        timeout: float,
+        interval: float = 0.005,
+        max_interval: float = 0.05,
     ) -> bytes | None:
-        """Poll for the entry another process is filling; None on timeout, when the lock goes, or Redis fails."""
+        """Poll for the entry another process is filling, backing off from ``interval`` to ``max_interval``; None on
+        timeout, or as soon as the lock is gone (its holder is done, or its response will not be stored), or when
+        Redis fails."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         interval = max(interval, 0.001)
@@ -256,6 +281,7 @@ class RedisStore:
             if remaining <= 0:
                 break
             await asyncio.sleep(min(interval, remaining))
+            interval = min(interval * 2, max(max_interval, interval))
         return None
 
     async def publish(self, message: str) -> None:

@@ -44,6 +44,8 @@ class Fill:
         self._primary = primary
         self._flight = flight
         self._token = token
+        # When the Redis lock, just taken, expires by itself: retries of a failed release stop then.
+        self._lock_expires = 0.0 if token is None else asyncio.get_running_loop().time() + cache.coalesce_timeout
 
     def not_stored(self) -> None:
         self._cache.uncacheable.add(self._primary)
@@ -54,8 +56,10 @@ class Fill:
 
     async def release_lock(self) -> None:
         token, self._token = self._token, None
-        if token is not None and self._cache.redis is not None:
-            await self._cache.redis.release_lock(self._primary, token)
+        redis = self._cache.redis
+        if token is not None and redis is not None and not await redis.release_lock(self._primary, token):
+            # Redis did not answer (down, slow, paused): keep trying in the background while the lock would live.
+            self._cache.spawn(redis.release_lock_later(self._primary, token, self._lock_expires))
 
 
 class ResponseCache:
