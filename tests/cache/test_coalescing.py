@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from slipstream import ResponseCache, Settings
@@ -41,6 +43,20 @@ def test_it_holds_at_most_limit_keys_and_drops_expired_ones_on_the_way() -> None
     keys.discard("e")
     keys.discard("never added")
     assert "e" not in keys
+
+
+def test_long_urls_cost_a_few_dozen_bytes_each() -> None:
+    keys = RecentlyUncacheable(60.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(1000):
+            keys.add(f"http://example.test/{index}?q=" + "x" * 10_000)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 1000
+    assert kept < 200_000, f"{kept} bytes kept for 1000 keys of 10 kB"
 
 
 def test_a_zero_window_turns_it_off_and_bad_arguments_are_refused() -> None:

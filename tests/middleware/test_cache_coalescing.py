@@ -138,8 +138,18 @@ async def test_once_a_url_answers_uncacheably_concurrent_requests_go_to_the_app_
     assert calls == 1
 
 
-async def test_waiters_are_released_as_soon_as_the_headers_say_no_store() -> None:
-    origin = Origin([("cache-control", "no-store")])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("cache-control", "no-store")],
+        [("cache-control", "max-age=60"), ("content-length", str(len(TEXT)))],  # over max_entry_bytes below
+        [],  # no freshness: the common dynamic response
+    ],
+)
+async def test_waiters_are_released_as_soon_as_the_headers_say_it_will_not_be_stored(
+    headers: list[tuple[str, str]],
+) -> None:
+    origin = Origin(headers)
     release = anyio.Event()
     started = anyio.Event()
 
@@ -153,7 +163,7 @@ async def test_waiters_are_released_as_soon_as_the_headers_say_no_store() -> Non
         await origin(scope, receive, slow_body if origin.calls == 0 else send)
 
     # The cache alone: compression and ETags hold the start message back until the body comes.
-    app = CacheMiddleware(held, instrumentation=instrumented())
+    app = CacheMiddleware(held, max_entry_bytes=len(TEXT) - 1, instrumentation=instrumented())
     async with anyio.create_task_group() as tg:
         tg.start_soon(call_asgi, app)
         await started.wait()

@@ -66,7 +66,8 @@ class SingleFlight:
 class RecentlyUncacheable:
     """Varnish's hit-for-miss: keys whose response was just not stored, so that requests for them do not wait on
     one another. Each is remembered for ``window`` seconds after it was last added, at most ``limit`` keys (the
-    oldest go first)."""
+    oldest go first), by its hash: a few dozen bytes a key, however long the URL. (Two URLs sharing a 64-bit
+    hash would only mean one of them is not coalesced for a while.)"""
 
     def __init__(self, window: float, limit: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         if window < 0 or limit < 1:
@@ -74,28 +75,30 @@ class RecentlyUncacheable:
         self.window = window
         self.limit = limit
         self._clock = clock
-        self._until: OrderedDict[str, float] = OrderedDict()  # in order of expiry: every key gets the same window
+        self._until: OrderedDict[int, float] = OrderedDict()  # in order of expiry: every key gets the same window
 
     def __len__(self) -> int:
         return len(self._until)
 
     def __contains__(self, key: str) -> bool:
-        until = self._until.get(key)
+        digest = hash(key)
+        until = self._until.get(digest)
         if until is None:
             return False
         if until > self._clock():
             return True
-        del self._until[key]
+        del self._until[digest]
         return False
 
     def add(self, key: str) -> None:
         if self.window <= 0:
             return
         now = self._clock()
-        self._until[key] = now + self.window
-        self._until.move_to_end(key)
+        digest = hash(key)
+        self._until[digest] = now + self.window
+        self._until.move_to_end(digest)
         while self._until and (len(self._until) > self.limit or next(iter(self._until.values())) <= now):
             self._until.popitem(last=False)
 
     def discard(self, key: str) -> None:
-        self._until.pop(key, None)
+        self._until.pop(hash(key), None)
