@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -25,7 +26,7 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process; `stop()` and `restart()` exist for fault tests."""
+    """One redis-server process; `stop()`, `restart()`, `pause()` and `resume()` exist for fault tests."""
 
     def __init__(self, executable: str, directory: Path, port: int | None = None) -> None:
         self.executable = executable
@@ -62,7 +63,17 @@ class RedisServer:
     def stop(self, timeout: float = 5.0) -> None:
         process, self._process = self._process, None
         if process is not None:
+            process.send_signal(signal.SIGCONT)  # a paused server would not act on SIGTERM
             stop_process(process, timeout)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, commands wait unanswered until `resume()`."""
+        assert self._process is not None, "not started"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None, "not started"
+        self._process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()

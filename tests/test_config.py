@@ -103,6 +103,7 @@ def test_a_route_ttl_may_apply_to_requests_carrying_credentials() -> None:
         ({"SLIPSTREAM_CACHE_EXCLUDE_PATHS": "(unclosed"}, "bad regular expression"),
         ({"SLIPSTREAM_CACHE_KEY_HEADERS": "X-Forwarded-Host, x forwarded"}, "cache_key_headers: expected field names"),
         ({"SLIPSTREAM_CACHE_KEY_HEADERS": "Accept-Encoding"}, "cache_key_headers: expected field names"),
+        ({"SLIPSTREAM_CACHE_HIT_FOR_MISS": "-1"}, "cache_hit_for_miss must be at least 0"),
     ],
 )
 def test_bad_cache_settings(environ: dict[str, str], message: str) -> None:

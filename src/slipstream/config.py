@@ -115,6 +115,8 @@ class Settings:
     cache_allow_set_cookie: bool = False
     # Concurrent misses wait this long for the one request filling the entry, then go to the app themselves.
     cache_coalesce_timeout: float = 5.0
+    # A URL whose response was just not stored (uncacheable, streamed) is not coalesced for this long after.
+    cache_hit_for_miss: float = 5.0
     # How long a stale entry with a validator is kept to be revalidated after its stale windows end.
     cache_revalidation_grace: float = 300.0
 
@@ -182,6 +184,8 @@ class Settings:
                     f"cache_key_headers: expected field names other than Accept-Encoding (every coding is in one "
                     f"entry), got {name!r}"
                 )
+        if self.cache_hit_for_miss < 0:
+            raise ValueError(f"cache_hit_for_miss must be at least 0, got {self.cache_hit_for_miss}")
         _check_range("db_n_plus_one_threshold", self.db_n_plus_one_threshold, 2, None)
         if self.db_slow_query_threshold < 0:
             raise ValueError(f"db_slow_query_threshold must be at least 0, got {self.db_slow_query_threshold}")

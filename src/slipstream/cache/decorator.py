@@ -93,8 +93,8 @@ def _wrap_async(
         hit, value = _fresh_value(store.lookup_memory(key, ()))
         if hit:
             return value
-        async with store.fill(key, ()) as found:
-            hit, value = _fresh_value(found)
+        async with store.fill(key, ()) as fill:
+            hit, value = _fresh_value(fill.found)
             if hit:
                 return value
             value = await function(*args, **kwargs)

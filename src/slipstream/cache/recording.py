@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from starlette.types import Message, Send
 
@@ -42,9 +43,21 @@ class ResponseRecorder:
     """
 
     def __init__(
-        self, downstream: Send, status_header: bytes | None, *, hold: bool, serve_stale_on_error: bool, head: bool
+        self,
+        downstream: Send,
+        status_header: bytes | None,
+        *,
+        hold: bool,
+        serve_stale_on_error: bool,
+        head: bool,
+        may_store: Callable[[Message], bool] | None = None,
+        on_not_stored: Callable[[], None] | None = None,
     ) -> None:
+        """``on_not_stored`` is called once, before the message that shows it goes out, when the response will not
+        be stored: ``may_store`` says no to its start message, or its body is streamed."""
         self.downstream = downstream
+        self.may_store = may_store
+        self.on_not_stored = on_not_stored
         self.head = head
         self.status_header = status_header
         self.hold = hold
@@ -61,6 +74,8 @@ class ResponseRecorder:
             if self.hold and (status == 304 or (status >= 500 and self.serve_stale_on_error)):
                 self.swallowed = True
                 return
+            if self.on_not_stored is not None and self.may_store is not None and not self.may_store(message):
+                self._not_stored()
             headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _SURROGATE_KEY]
             if self.status_header is not None:
                 headers.append((self.status_header, b"MISS"))
@@ -74,6 +89,7 @@ class ResponseRecorder:
         elif message["type"] == "http.response.body":
             self.body = b"" if self.body is None else self.body  # streamed: marks "not storable"
             self.start = None
+            self._not_stored()
         if self.head and message["type"] == "http.response.body":
             # The app answered as for GET; the client asked for headers only.
             stripped = head_body(message)
@@ -81,6 +97,11 @@ class ResponseRecorder:
                 return
             message = stripped
         await self.downstream(message)
+
+    def _not_stored(self) -> None:
+        callback, self.on_not_stored = self.on_not_stored, None
+        if callback is not None:
+            callback()
 
 
 def _fields(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
@@ -176,6 +197,23 @@ def build_entry(
         tags=tuple(fields.get(_SURROGATE_KEY, b"").decode("latin-1").split()),
         variants=variants,
     )
+
+
+def may_store_start(start: Message, build: Callable[..., CacheEntry | None], max_entry_bytes: int) -> bool:
+    """Whether a response beginning with ``start`` may yet be stored: its Content-Length (if any) within
+    ``max_entry_bytes``, and ``build`` (`build_entry` with this request's options) saying yes to it with an empty
+    body, since nothing but the size limit looks at the body."""
+    length = _fields(start.get("headers", ())).get(b"content-length", b"")
+    if length.isdigit() and int(length) > max_entry_bytes:
+        return False
+    probe = ResponseRecorder(_nowhere, None, hold=False, serve_stale_on_error=False, head=False)
+    probe.start, probe.body = start, b""
+    now = time.time()
+    return build(recorder=probe, request_time=now, response_time=now) is not None
+
+
+async def _nowhere(message: Message) -> None:
+    """The downstream of a probe that forwards nothing."""
 
 
 def freshen(entry: CacheEntry, not_modified: Message, request_time: float, response_time: float) -> None:

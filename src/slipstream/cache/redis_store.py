@@ -1,11 +1,13 @@
 """The shared L2 tier in Redis: bytes in and out, every call guarded by a circuit breaker, never raising.
 
 Layout under `prefix`: one hash per primary key, ``e:{<xxh3-128 of the primary>}``, with fields ``@vary``
-(comma-joined Vary names), ``@url`` (the primary key) and ``@<secondary key>`` per variant; tag sets
-``t:<tag>`` and the index set ``urls`` hold entry key names; ``l:{<hash>}`` is the fill lock; pub/sub
-channel ``invalidate``. Each call touches one entry key or one set key per command, with the primary's
-hash in a ``{...}`` hash tag, so it also runs on `redis.asyncio.cluster.RedisCluster` (not tested here).
-The client must use ``decode_responses=False``.
+(comma-joined Vary names), ``@url`` (the primary key) and ``@<secondary key>`` per variant; the sorted sets
+``index`` (every entry) and ``tag:<tag>`` hold entry key names scored by their expiry on the server's clock;
+``l:{<hash>}`` is the fill lock; pub/sub channel ``invalidate``. Nothing outgrows the live entries: every key
+has a TTL (a sorted set's is its longest-lived member's), and each write to a sorted set first drops its expired
+members. Each call touches one entry key or one set key per command, with the primary's hash in a ``{...}`` hash
+tag, so it also runs on `redis.asyncio.cluster.RedisCluster` (not tested here). The client must use
+``decode_responses=False``.
 
 Request fields never reach Redis in clear when they are credentials: a lookup sends only the fields the stored Vary
 names, and the values of Authorization, Proxy-Authorization and Cookie, there and in secondary keys, are keyed
@@ -65,11 +67,21 @@ redis.call('HSET', KEYS[1], '@vary', ARGV[1], '@url', ARGV[2], ARGV[3], ARGV[4])
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
 return 1
 """
-# ARGV: member, ttl. The set must outlive its longest-lived member; a set is one key, so cluster-safe.
+# ARGV: member, ttl. A member's score is when its entry expires (the latest of its writes, as for the entry);
+# expired members go on every write, and the set outlives its longest-lived member. One key: cluster-safe.
 _ADD = """
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+local now = redis.call('TIME')
+local at = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) < at + ttl then redis.call('ZADD', KEYS[1], at + ttl, ARGV[1]) end
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
+"""
+_TRIM = """
+local now = redis.call('TIME')
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(now[1]) + tonumber(now[2]) / 1000000)
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -107,11 +119,12 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self.breaker = breaker if breaker is not None else CircuitBreaker()
-        self._urls = prefix + "urls"
+        self.index_key = prefix + "index"
         self._channel = prefix + "invalidate"
         self._get = client.register_script(_GET)
         self._put = client.register_script(_PUT)
         self._add = client.register_script(_ADD)
+        self._trim = client.register_script(_TRIM)
         self._release = client.register_script(_RELEASE)
         # Set by CacheMiddleware to its registry's slipstream_cache_redis_errors_total.
         self.error_counter: Counter | None = None
@@ -155,9 +168,16 @@ class RedisStore:
     def lock_key(self, primary: str) -> str:
         return f"{self.prefix}l:{{{xxhash.xxh3_128_hexdigest(primary.encode())}}}"
 
+    def tag_key(self, tag: str) -> str:
+        return f"{self.prefix}tag:{tag}"
+
     async def _guard(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
         if not self.breaker.allow():
             return default
+        return await self._attempt(operation, default)
+
+    async def _attempt(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
+        """Run ``operation`` whatever the breaker says; a failure is counted (and told to the breaker), not raised."""
         try:
             result = await operation()
         except _ERRORS as exc:
@@ -194,7 +214,7 @@ class RedisStore:
             return
         seconds = math.ceil(ttl)
         key = self.entry_key(primary)
-        sets = [self._urls, *(self.prefix + "t:" + tag for tag in tags)]
+        sets = [self.index_key, *(self.tag_key(tag) for tag in tags)]
 
         async def write() -> None:
             # One pipelined round trip of single-key scripts; EVALSHA directly, because a pipeline running
@@ -220,16 +240,18 @@ class RedisStore:
         await self._guard(lambda: self._delete_keys([key]), 0)
 
     async def delete_prefix(self, url_prefix: str) -> int:
-        """Delete every entry whose primary key starts with `url_prefix`, SSCANning the `urls` index.
+        """Delete every entry whose primary key starts with `url_prefix`, ZSCANning the live part of the index.
 
-        Index members whose entry has expired are pruned on the way, which keeps the index bounded.
+        Members whose entry went early (deleted, evicted, or dropped by a change of Vary) are pruned on the way.
         """
 
         wanted = url_prefix.encode()
 
         async def purge() -> int:
             removed = 0
-            async for batch in _batches(self.client.sscan_iter(self._urls, count=_BATCH)):
+            await self._trim(keys=[self.index_key])
+            async for scored in _batches(self.client.zscan_iter(self.index_key, count=_BATCH)):
+                batch = [key for key, _ in scored]
                 pipe = self.client.pipeline(transaction=False)
                 for key in batch:
                     pipe.hget(key, "@url")
@@ -245,9 +267,10 @@ class RedisStore:
         async def purge() -> int:
             removed = 0
             for tag in set(tags):
-                tag_key = self.prefix + "t:" + tag
-                async for batch in _batches(self.client.sscan_iter(tag_key, count=_BATCH)):
-                    removed += await self._delete_keys(batch)
+                tag_key = self.tag_key(tag)
+                await self._trim(keys=[tag_key])  # only live members are read
+                async for scored in _batches(self.client.zscan_iter(tag_key, count=_BATCH)):
+                    removed += await self._delete_keys([key for key, _ in scored])
                 await self.client.delete(tag_key)
             return removed
 
@@ -274,7 +297,7 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.delete(key)
-        pipe.srem(self._urls, *keys)
+        pipe.zrem(self.index_key, *keys)
         deleted = (await pipe.execute())[:-1]
         return sum(n for key, n in zip(keys, deleted, strict=True) if key.startswith(counted))
 
@@ -285,13 +308,34 @@ class RedisStore:
         acquired = await self._guard(lambda: self.client.set(self.lock_key(primary), token, nx=True, px=millis), None)
         return token if acquired else None
 
-    async def release_lock(self, primary: str, token: str) -> None:
-        await self._guard(lambda: self._release(keys=[self.lock_key(primary)], args=[token]), 0)
+    async def release_lock(self, primary: str, token: str) -> bool:
+        """Drop the fill lock if it is still ours; False when Redis did not answer. Tried even with the breaker open
+        (one call, the usual timeout): a lock left behind keeps every process's next miss for the URL waiting."""
+        released = await self._attempt(lambda: self._release(keys=[self.lock_key(primary)], args=[token]), None)
+        return released is not None
+
+    async def release_lock_later(self, primary: str, token: str, expires: float) -> None:
+        """Retry a release that failed, backing off, until Redis answers or the lock expires by itself at
+        ``expires`` (event loop time)."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        while loop.time() + delay < expires:  # bounded: the delay doubles, the lock's TTL is short
+            await asyncio.sleep(delay)
+            if await self.release_lock(primary, token):
+                return
+            delay = min(delay * 2, 1.0)
 
     async def wait_for(
-        self, primary: str, fields: Mapping[str, str], timeout: float, interval: float = 0.02
+        self,
+        primary: str,
+        fields: Mapping[str, str],
+        timeout: float,
+        interval: float = 0.005,
+        max_interval: float = 0.05,
     ) -> bytes | None:
-        """Poll for the entry another process is filling; None on timeout, when the lock goes, or Redis fails."""
+        """Poll for the entry another process is filling, backing off from ``interval`` to ``max_interval``; None on
+        timeout, or as soon as the lock is gone (its holder is done, or its response will not be stored), or when
+        Redis fails."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         interval = max(interval, 0.001)
@@ -306,6 +350,7 @@ class RedisStore:
             if remaining <= 0:
                 break
             await asyncio.sleep(min(interval, remaining))
+            interval = min(interval * 2, max(max_interval, interval))
         return None
 
     async def publish(self, message: str) -> None:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
-from slipstream.cache.coalescing import SingleFlight
+from slipstream.cache.coalescing import Flight, RecentlyUncacheable, SingleFlight
 from slipstream.cache.entry import CacheEntry, deserialise, serialise
 from slipstream.cache.keys import QueryNormaliser, request_fields, secondary_key, url_key
 from slipstream.cache.memory import MemoryStore
@@ -23,6 +23,45 @@ logger = logging.getLogger("slipstream.cache")
 Headers = Iterable[tuple[bytes, bytes]]
 
 
+class Fill:
+    """What `ResponseCache.fill` yields: ``found``, an entry stored meanwhile, or None when the caller calls the app.
+
+    As soon as that call's response shows it will not be stored, ``not_stored()`` lets the requests waiting for
+    it go to the app themselves (in this process and, through the Redis lock, in others) and keeps later ones
+    for the URL from waiting at all for a while.
+    """
+
+    def __init__(
+        self,
+        cache: ResponseCache,
+        primary: str,
+        found: tuple[CacheEntry, str] | None,
+        flight: Flight | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.found = found
+        self._cache = cache
+        self._primary = primary
+        self._flight = flight
+        self._token = token
+        # When the Redis lock, just taken, expires by itself: retries of a failed release stop then.
+        self._lock_expires = 0.0 if token is None else asyncio.get_running_loop().time() + cache.coalesce_timeout
+
+    def not_stored(self) -> None:
+        self._cache.uncacheable.add(self._primary)
+        if self._flight is not None:
+            self._flight.step_aside()
+        if self._token is not None:
+            self._cache.spawn(self.release_lock())  # off the response's path: its next message goes out now
+
+    async def release_lock(self) -> None:
+        token, self._token = self._token, None
+        redis = self._cache.redis
+        if token is not None and redis is not None and not await redis.release_lock(self._primary, token):
+            # Redis did not answer (down, slow, paused): keep trying in the background while the lock would live.
+            self._cache.spawn(redis.release_lock_later(self._primary, token, self._lock_expires))
+
+
 class ResponseCache:
     """Shared by the cache middleware and ``@cached``; purge methods act on every process sharing the Redis."""
 
@@ -34,6 +73,7 @@ class ResponseCache:
         revalidation_grace: float = 300.0,
         coalesce_timeout: float = 5.0,
         ignore_query_params: Iterable[str] = Settings.cache_ignore_query_params,
+        hit_for_miss: float = 5.0,
     ) -> None:
         """``ignore_query_params``: what the cache middleware leaves out of its keys, for ``purge_url``."""
         self.memory = memory
@@ -43,6 +83,7 @@ class ResponseCache:
         self.normalise_query = QueryNormaliser(ignore_query_params)
         self.origin = uuid.uuid4().hex  # lets this process ignore its own invalidation broadcasts
         self.flights = SingleFlight()
+        self.uncacheable = RecentlyUncacheable(hit_for_miss)
         self._listener: InvalidationListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.refreshing: set[str] = set()  # keys with a stale-while-revalidate refresh under way
@@ -71,6 +112,7 @@ class ResponseCache:
             revalidation_grace=settings.cache_revalidation_grace,
             coalesce_timeout=settings.cache_coalesce_timeout,
             ignore_query_params=settings.cache_ignore_query_params,
+            hit_for_miss=settings.cache_hit_for_miss,
         )
 
     def lookup_memory(self, primary: str, headers: Headers) -> tuple[CacheEntry, str] | None:
@@ -104,6 +146,7 @@ class ResponseCache:
         fields = request_fields(headers, entry.vary)
         ttl = entry.storage_ttl(self.revalidation_grace)
         self.memory.put(primary, entry, secondary_key(entry.vary, fields), ttl)
+        self.uncacheable.discard(primary)  # it is cacheable after all: the next cold miss is coalesced again
         if self.redis is not None:
             secondary = self.redis.secondary(entry.vary, fields)
             await self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags)
@@ -117,31 +160,36 @@ class ResponseCache:
             self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags))
 
     @contextlib.asynccontextmanager
-    async def fill(self, primary: str, headers: Headers) -> AsyncIterator[tuple[CacheEntry, str] | None]:
-        """After a memory miss: yields an entry found meanwhile, or None when the caller should call the app.
+    async def fill(self, primary: str, headers: Headers) -> AsyncIterator[Fill]:
+        """After a memory miss: a Fill with the entry found meanwhile, or with None when the caller calls the app.
 
-        Concurrent misses in this process wait for the first (bounded); only that one asks Redis and, on a
-        miss there too, takes the cross-process lock, so a cold key costs one app call per cluster.
+        Concurrent misses in this process wait (bounded) for the first, until its response is stored or shows it
+        will not be; only that one asks Redis and, on a miss there too, takes the cross-process lock, so a cold
+        key costs one app call per cluster. A key lately answered uncacheably is not waited for at all.
         """
         headers = list(headers)
-        async with self.flights.lead(primary, self.coalesce_timeout) as leader:
-            if not leader:
-                yield self.lookup_memory(primary, headers)
+        if primary in self.uncacheable:
+            yield Fill(self, primary, await self._lookup_redis(primary, headers))
+            return
+        async with self.flights.lead(primary, self.coalesce_timeout) as flight:
+            if not flight.leading:
+                yield Fill(self, primary, self.lookup_memory(primary, headers))
                 return
             found = await self._lookup_redis(primary, headers)
             if found is not None or self.redis is None:
-                yield found
+                yield Fill(self, primary, found, flight)
                 return
             token = await self.redis.acquire_lock(primary, self.coalesce_timeout)
             if token is None:  # another process fills it, or Redis is down and wait_for returns at once
                 if await self.redis.wait_for(primary, request_fields(headers), self.coalesce_timeout) is not None:
                     found = await self._lookup_redis(primary, headers)
-                yield found
+                yield Fill(self, primary, found, flight)
                 return
+            fill = Fill(self, primary, None, flight, token)
             try:
-                yield None
+                yield fill
             finally:
-                await self.redis.release_lock(primary, token)
+                await fill.release_lock()
 
     async def purge_url(self, url: str) -> int:
         """Drop the entries of an absolute URL, written as a client requests it: it is normalised as the cache's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -12,8 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
 from slipstream.cache.keys import CookieFilter, QueryNormaliser, primary_key, url_key
-from slipstream.cache.recording import ResponseRecorder, build_entry, freshen
-from slipstream.cache.response_cache import ResponseCache
+from slipstream.cache.recording import ResponseRecorder, build_entry, freshen, may_store_start
+from slipstream.cache.response_cache import Fill, ResponseCache
 from slipstream.cache.serving import EntryResponder
 from slipstream.config import Settings, parse_route_ttl, path_matcher
 from slipstream.exporters.metrics import CompressionBytes
@@ -159,12 +160,13 @@ class CacheMiddleware:
         primary = primary_key(scope, self.normalise_query)
         found = self.cache.lookup_memory(primary, headers)
         if found is None:
-            async with self.cache.fill(primary, headers) as found:
+            async with self.cache.fill(primary, headers) as fill:
+                found = fill.found
                 if found is None:
                     if request.only_if_cached:
                         await _gateway_timeout(send)
                     else:
-                        await self._fetch(scope, receive, send, primary, None)
+                        await self._fetch(scope, receive, send, primary, None, fill=fill)
                     return
         entry = found[0]
         now = time.time()
@@ -209,9 +211,18 @@ class CacheMiddleware:
         )
 
     async def _fetch(
-        self, scope: Scope, receive: Receive, send: Send, primary: str, stale: CacheEntry | None, tier: str = "none"
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        primary: str,
+        stale: CacheEntry | None,
+        tier: str = "none",
+        fill: Fill | None = None,
     ) -> None:
-        """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored."""
+        """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored.
+
+        For a miss, ``fill`` hears as soon as the response shows it will not be stored, so nobody waits for it."""
         capture = IdentityCapture()
         inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
         follow_scope(inner)
@@ -228,12 +239,25 @@ class CacheMiddleware:
         inner["method"] = "GET"
         if stale is not None:
             inner["headers"] = _with_validators(scope["headers"], stale)
+        build = functools.partial(
+            build_entry,
+            capture=capture,
+            request_headers=scope["headers"],
+            default_ttl=self._default_ttl(scope),
+            allow_set_cookie=self.settings.cache_allow_set_cookie,
+            key_headers=self.key_headers,
+            store_cookie_requests=self.settings.cache_store_cookie_requests,
+            max_entry_bytes=self.settings.cache_max_entry_bytes,
+            minimum_compress_size=self.settings.compression_minimum_size,
+        )
         recorder = ResponseRecorder(
             send,
             self.status_header,
             hold=stale is not None,
             serve_stale_on_error=serve_stale_on_error,
             head=scope["method"] == "HEAD",
+            may_store=lambda start: may_store_start(start, build, self.settings.cache_max_entry_bytes),
+            on_not_stored=None if fill is None else fill.not_stored,
         )
         request_time = time.time()
         try:
@@ -254,19 +278,9 @@ class CacheMiddleware:
             else:
                 await self._serve(send, scope, primary, stale, "STALE", stale.age(response_time), tier)
             return
-        entry = build_entry(
-            recorder=recorder,
-            capture=capture,
-            request_headers=scope["headers"],
-            request_time=request_time,
-            response_time=response_time,
-            default_ttl=self._default_ttl(scope),
-            allow_set_cookie=self.settings.cache_allow_set_cookie,
-            key_headers=self.key_headers,
-            store_cookie_requests=self.settings.cache_store_cookie_requests,
-            max_entry_bytes=self.settings.cache_max_entry_bytes,
-            minimum_compress_size=self.settings.compression_minimum_size,
-        )
+        entry = build(recorder=recorder, request_time=request_time, response_time=response_time)
+        if entry is None and fill is not None:
+            fill.not_stored()
         if entry is not None:
             record = current_record()
             if record is not None:

@@ -1,0 +1,73 @@
+"""The hit-for-miss memory: remembered for a window after the last answer, bounded in count."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from slipstream import ResponseCache, Settings
+from slipstream.cache.coalescing import RecentlyUncacheable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_key_is_remembered_for_the_window_after_it_was_last_added() -> None:
+    clock = Clock()
+    keys = RecentlyUncacheable(5.0, clock=clock)
+    keys.add("a")
+    clock.now += 4
+    keys.add("a")  # answered uncacheably again: the window starts over
+    clock.now += 4
+    assert "a" in keys and "b" not in keys
+    clock.now += 1
+    assert "a" not in keys
+    assert len(keys) == 0
+
+
+def test_it_holds_at_most_limit_keys_and_drops_expired_ones_on_the_way() -> None:
+    clock = Clock()
+    keys = RecentlyUncacheable(5.0, limit=3, clock=clock)
+    for name in "abcd":
+        keys.add(name)
+    assert [name in keys for name in "abcd"] == [False, True, True, True]
+    clock.now += 10
+    keys.add("e")
+    assert len(keys) == 1
+    keys.discard("e")
+    keys.discard("never added")
+    assert "e" not in keys
+
+
+def test_long_urls_cost_a_few_dozen_bytes_each() -> None:
+    keys = RecentlyUncacheable(60.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(1000):
+            keys.add(f"http://example.test/{index}?q=" + "x" * 10_000)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 1000
+    assert kept < 200_000, f"{kept} bytes kept for 1000 keys of 10 kB"
+
+
+def test_a_zero_window_turns_it_off_and_bad_arguments_are_refused() -> None:
+    keys = RecentlyUncacheable(0.0)
+    keys.add("a")
+    assert "a" not in keys and len(keys) == 0
+    with pytest.raises(ValueError, match="window must be at least 0"):
+        RecentlyUncacheable(-1.0)
+    with pytest.raises(ValueError, match="limit at least 1"):
+        RecentlyUncacheable(1.0, limit=0)
+
+
+def test_the_window_comes_from_the_settings() -> None:
+    assert ResponseCache.from_settings(Settings(cache_hit_for_miss=2.5)).uncacheable.window == 2.5
