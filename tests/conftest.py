@@ -10,6 +10,7 @@ from opentelemetry.util._once import Once
 
 from tests.otlp_receiver import OTLPReceiver, run_otlp_receiver
 from tests.postgres_server import PostgresDatabase, PostgresServer, run_postgres_server
+from tests.redis_cluster import RedisClusterNodes, run_redis_cluster
 from tests.redis_server import RedisServer, run_redis_server
 
 
@@ -60,3 +61,10 @@ def postgres_database(postgres_server: PostgresServer) -> Iterator[PostgresDatab
     """An empty database of this test's own on the session's PostgreSQL, dropped afterwards; `.url(driver)`."""
     with postgres_server.fresh_database() as database:
         yield database
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """A real three-node Redis Cluster on free loopback ports, stopped after the test; see tests/redis_cluster.py."""
+    with run_redis_cluster(tmp_path) as cluster:
+        yield cluster

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,9 +28,12 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; `stop()`, `restart()`, `pause()` and `resume()` exist for fault tests."""
 
-    def __init__(self, executable: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, executable: str, directory: Path, port: int | None = None, extra_arguments: Sequence[str] = ()
+    ) -> None:
         self.executable = executable
         self.directory = directory
+        self.extra_arguments = tuple(extra_arguments)
         self.port = port if port is not None else _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -43,7 +46,7 @@ class RedisServer:
         assert self._process is None, "already started"
         command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "no", "--dir", str(self.directory), "--daemonize", "no"]
-        command += ["--logfile", str(self.directory / "redis.log")]
+        command += ["--logfile", str(self.directory / "redis.log"), *self.extra_arguments]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
