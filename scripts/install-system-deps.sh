@@ -6,6 +6,8 @@ packages=()
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+# redis-cli creates the local Redis Cluster the cluster tests run on.
+command -v redis-cli >/dev/null 2>&1 || packages+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 # Debian keeps initdb, pg_ctl and postgres in /usr/lib/postgresql/<version>/bin, off PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)

@@ -1,4 +1,4 @@
-"""A real local Redis Cluster: three redis-server nodes on free loopback ports, joined by `redis-cli --cluster create`."""
+"""A real local Redis Cluster: three redis-server nodes on free loopback ports, joined by `redis-cli --cluster`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_server import RedisServer
+from tests.support import free_port
 
 __all__ = ["RedisClusterNodes", "run_redis_cluster"]
 
@@ -68,7 +69,8 @@ def run_redis_cluster(directory: Path) -> Iterator[RedisClusterNodes]:
         folder = directory / f"node{index}"
         folder.mkdir()
         arguments = ["--cluster-enabled", "yes", "--cluster-config-file", str(folder / "nodes.conf")]
-        arguments += ["--cluster-node-timeout", "2000"]
+        # The bus port defaults to the port + 10,000, which a free port above 55,535 cannot have: pick one too.
+        arguments += ["--cluster-node-timeout", "2000", "--cluster-port", str(free_port())]
         nodes.append(RedisServer(server, folder, extra_arguments=arguments))
     try:
         for node in nodes:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
+import httpx
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["eventually"]
+from tests.support import free_port, stop_process
+
+__all__ = ["eventually", "shared_app_processes"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
@@ -21,3 +30,28 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
             pass
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+@contextlib.contextmanager
+def shared_app_processes(redis_url: str, count: int = 2, timeout: float = 20.0) -> Iterator[list[str]]:
+    """``count`` uvicorn processes serving tests/cache/shared_app.py with the Redis tier at ``redis_url``."""
+    env = {**os.environ, "SLIPSTREAM_CACHE_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    ports = [free_port() for _ in range(count)]
+    command = [sys.executable, "-m", "uvicorn", "tests.cache.shared_app:app", "--log-level", "warning", "--port"]
+    processes = [subprocess.Popen([*command, str(port)], cwd=ROOT, env=env) for port in ports]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        deadline = time.monotonic() + timeout
+        for url in urls:
+            while True:
+                try:
+                    httpx.get(url + "/missing", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the app processes did not start") from None
+                    time.sleep(0.05)
+        yield urls
+    finally:
+        for process in processes:
+            stop_process(process)

@@ -13,7 +13,13 @@ from starlette.routing import Route
 
 import slipstream
 
-counter = redis.asyncio.Redis.from_url(os.environ["SLIPSTREAM_CACHE_REDIS_URL"])
+# The calls are counted in the same Redis (or Redis Cluster) the cache uses.
+_url = os.environ["SLIPSTREAM_CACHE_REDIS_URL"]
+counter: redis.asyncio.Redis | redis.asyncio.RedisCluster = (
+    redis.asyncio.RedisCluster.from_url(_url.replace("redis+cluster://", "redis://", 1))
+    if _url.startswith("redis+cluster://")
+    else redis.asyncio.Redis.from_url(_url)
+)
 
 
 async def slow(request: Request) -> Response:

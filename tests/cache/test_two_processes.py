@@ -2,64 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 import redis
 
+from tests.cache.redis_helpers import shared_app_processes
 from tests.redis_server import RedisServer
-from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def two_instances(redis_server: RedisServer) -> Iterator[list[str]]:
-    env = {**os.environ, "SLIPSTREAM_CACHE_REDIS_URL": redis_server.url, "PYTHONPATH": str(ROOT)}
-    ports = [free_port(), free_port()]
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.cache.shared_app:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        deadline = time.monotonic() + 20
-        for url in urls:
-            while True:
-                try:
-                    httpx.get(url + "/missing", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the app processes did not start") from None
-                    time.sleep(0.05)
+    with shared_app_processes(redis_server.url) as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(10)
 
 
 async def test_one_app_call_per_cluster_and_purges_reach_every_process(

@@ -10,10 +10,12 @@ from contextlib import suppress
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 logger = logging.getLogger("slipstream.cache.redis_store")
-ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# RedisClusterException (a cluster that lost a slot, say) is not a RedisError.
+ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 
 
 async def aclose(resource: Any) -> None:
@@ -27,7 +29,7 @@ class InvalidationListener:
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         on_message: Callable[[str], Awaitable[None] | None],
         *,
         prefix: str = "slipstream:",

@@ -6,8 +6,9 @@ Layout under `prefix`: one hash per primary key, ``e:{<xxh3-128 of the primary>}
 ``l:{<hash>}`` is the fill lock; pub/sub channel ``invalidate``. Nothing outgrows the live entries: every key
 has a TTL (a sorted set's is its longest-lived member's), and each write to a sorted set first drops its expired
 members. Each call touches one entry key or one set key per command, with the primary's hash in a ``{...}`` hash
-tag, so it also runs on `redis.asyncio.cluster.RedisCluster` (not tested here). The client must use
-``decode_responses=False``.
+tag, so it also runs on a Redis Cluster (``redis+cluster://`` URLs, or a `redis.asyncio.cluster.RedisCluster`
+client), where the scripts of a write go out concurrently rather than pipelined (a cluster pipeline refuses
+EVALSHA). The client must use ``decode_responses=False``.
 
 Request fields never reach Redis in clear when they are credentials: a lookup sends only the fields the stored Vary
 names, and the values of Authorization, Proxy-Authorization and Cookie, there and in secondary keys, are keyed
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 import xxhash
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
@@ -104,12 +106,16 @@ async def _batches(items: AsyncIterator[Any], size: int = _BATCH) -> AsyncIterat
         yield batch
 
 
+# URL schemes naming a Redis Cluster (the `rediss` form over TLS).
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
 class RedisStore:
     """Redis L2 cache tier: bytes in and out; errors open the breaker and read as a cache miss."""
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         prefix: str = "slipstream:",
         breaker: CircuitBreaker | None = None,
@@ -117,6 +123,7 @@ class RedisStore:
     ) -> None:
         """``secret``: the key of the digests that stand in for credentials (random per process when None)."""
         self.client = client
+        self.cluster = isinstance(client, RedisCluster)
         self.prefix = prefix
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.index_key = prefix + "index"
@@ -142,14 +149,20 @@ class RedisStore:
         secret: str | None = None,
     ) -> RedisStore:
         # No retries and short socket timeouts: the breaker, not the client, decides when to try again.
-        client = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,
+        }
+        client: Redis | RedisCluster
+        if url.startswith(CLUSTER_SCHEMES):
+            # Any node of the cluster: the client learns the others and the slot map from it.
+            scheme, _, rest = url.partition("://")
+            plain = ("rediss" if scheme.endswith("s") else "redis") + "://" + rest
+            client = RedisCluster.from_url(plain, **options)
+        else:
+            client = Redis.from_url(url, retry_on_timeout=False, **options)
         return cls(client, prefix=prefix, breaker=breaker, secret=secret)
 
     def entry_key(self, primary: str) -> str:
@@ -217,6 +230,13 @@ class RedisStore:
         sets = [self.index_key, *(self.tag_key(tag) for tag in tags)]
 
         async def write() -> None:
+            if self.cluster:
+                # The keys live on different nodes, and a cluster pipeline refuses scripts: one concurrent call each.
+                await asyncio.gather(
+                    self._put(keys=[key], args=[",".join(vary), primary, "@" + secondary, data, seconds]),
+                    *(self._add(keys=[set_key], args=[key, seconds]) for set_key in sets),
+                )
+                return
             # One pipelined round trip of single-key scripts; EVALSHA directly, because a pipeline running
             # Script objects first asks SCRIPT EXISTS, a second round trip on every put.
             for attempt in range(2):
