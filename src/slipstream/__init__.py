@@ -75,16 +75,10 @@ def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module 'slipstream' has no attribute {name!r}")
-    try:
-        loaded = importlib.import_module(module)
-    except ImportError as exc:
-        from slipstream.extras import missing_extra
+    from slipstream.extras import needs_extra
 
-        extra = _EXTRAS.get(name)
-        missing = None if extra is None else missing_extra(exc, f"slipstream.{name}", extra)
-        if missing is None:
-            raise
-        raise missing from exc
+    with needs_extra(f"slipstream.{name}", _EXTRAS.get(name)):
+        loaded = importlib.import_module(module)
     value = getattr(loaded, name)
     globals()[name] = value  # later look-ups do not come here
     return value

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 # The top-level packages each extra installs (pyproject.toml's optional dependencies).
 EXTRA_PACKAGES = {
     "sqlalchemy": frozenset({"sqlalchemy", "greenlet"}),
@@ -22,3 +25,16 @@ def missing_extra(error: ImportError, feature: str, extra: str) -> ImportError |
     if name is None or name.split(".")[0] not in EXTRA_PACKAGES[extra]:
         return None
     return ImportError(extra_needed(feature, extra))
+
+
+@contextlib.contextmanager
+def needs_extra(feature: str, extra: str | None) -> Iterator[None]:
+    """Around the imports of ``feature``: a package of ``extra`` that is not installed becomes the error naming the
+    extra; any other import error goes on as it is."""
+    try:
+        yield
+    except ImportError as exc:
+        missing = None if extra is None else missing_extra(exc, feature, extra)
+        if missing is None:
+            raise
+        raise missing from exc

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipstream.config import Settings
 from slipstream.exporters.prometheus import MetricsAccess, MetricsApp
 from slipstream.exporters.report import ReportApp
-from slipstream.extras import missing_extra
+from slipstream.extras import needs_extra
 from slipstream.instrumentation import Instrumentation, enter_app, leave_app
 from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
@@ -61,13 +61,8 @@ def install(
 
 
 def _instrument_engines(instrumentation: Instrumentation, engines: list[Engine | AsyncEngine]) -> None:
-    try:
+    with needs_extra("engines=[...]", "sqlalchemy"):
         from slipstream.sqlalchemy.hooks import instrument_sqlalchemy
-    except ImportError as exc:
-        missing = missing_extra(exc, "engines=[...]", "sqlalchemy")
-        if missing is None:
-            raise
-        raise missing from exc
     for engine in engines:
         if not hasattr(engine, "dialect") and not hasattr(engine, "sync_engine"):
             raise TypeError(f"engines must be SQLAlchemy Engine or AsyncEngine objects, got {engine!r}")

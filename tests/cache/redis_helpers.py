@@ -11,12 +11,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.support import free_port, stop_process
 
-__all__ = ["eventually", "shared_app_processes"]
+__all__ = ["eventually", "shared_app_processes", "simultaneous_reports"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,3 +56,18 @@ def shared_app_processes(redis_url: str, count: int = 2, timeout: float = 20.0) 
     finally:
         for process in processes:
             stop_process(process)
+
+
+async def simultaneous_reports(client: httpx.AsyncClient, instances: list[str], count: int = 40) -> list[str]:
+    """``count`` concurrent GETs of the shared app's /report spread over ``instances``; their X-Cache values."""
+    statuses: list[str] = []
+
+    async def fetch(url: str) -> None:
+        response = await client.get(url + "/report", headers={"accept-encoding": "br"})
+        assert response.status_code == 200 and response.text == "the report " * 200
+        statuses.append(response.headers["x-cache"])
+
+    async with anyio.create_task_group() as tg:
+        for index in range(count):
+            tg.start_soon(fetch, instances[index % len(instances)])
+    return statuses

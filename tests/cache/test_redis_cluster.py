@@ -12,7 +12,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from slipstream.cache.redis_store import RedisStore
-from tests.cache.redis_helpers import eventually, shared_app_processes
+from tests.cache.redis_helpers import eventually, shared_app_processes, simultaneous_reports
 from tests.redis_cluster import RedisClusterNodes
 
 pytestmark = pytest.mark.anyio
@@ -88,18 +88,9 @@ async def test_two_processes_share_the_cluster_and_a_node_restart_fails_no_reque
 ) -> None:
     counter = redis.RedisCluster.from_url(redis_cluster.url)
     with shared_app_processes(redis_cluster.url.replace("redis://", "redis+cluster://")) as instances:
-        statuses: list[str] = []
         async with httpx.AsyncClient(timeout=10, headers={"host": "app.example"}) as client:
-
-            async def fetch(url: str) -> None:
-                response = await client.get(url + "/report", headers={"accept-encoding": "br"})
-                assert response.status_code == 200 and response.text == "the report " * 200
-                statuses.append(response.headers["x-cache"])
-
             # Coalesced across the processes: one app call for 40 concurrent requests, the rest L2 or L1 hits.
-            async with anyio.create_task_group() as tg:
-                for index in range(40):
-                    tg.start_soon(fetch, instances[index % 2])
+            statuses = await simultaneous_reports(client, instances)
             assert int(counter.get("test:app-calls") or 0) == 1
             assert statuses.count("MISS") == 1
             # A tag purge in one process reaches the other's memory tier through the cluster's pub/sub.

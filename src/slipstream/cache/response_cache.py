@@ -14,7 +14,7 @@ from slipstream.cache.entry import CacheEntry, deserialise, serialise
 from slipstream.cache.keys import QueryNormaliser, request_fields, secondary_key, url_key
 from slipstream.cache.memory import MemoryStore
 from slipstream.config import Settings
-from slipstream.extras import missing_extra
+from slipstream.extras import needs_extra
 
 if TYPE_CHECKING:
     from slipstream.cache.redis_store import InvalidationListener, RedisStore
@@ -92,13 +92,8 @@ class ResponseCache:
     def from_settings(cls, settings: Settings) -> ResponseCache:
         redis = None
         if settings.cache_redis_url:
-            try:
+            with needs_extra("cache_redis_url", "redis"):
                 from slipstream.cache.redis_store import RedisStore
-            except ImportError as exc:
-                missing = missing_extra(exc, "cache_redis_url", "redis")
-                if missing is None:
-                    raise
-                raise missing from exc
 
             redis = RedisStore.from_url(
                 settings.cache_redis_url,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 
 from slipstream.config import Settings
-from slipstream.extras import missing_extra
+from slipstream.extras import needs_extra
 
 if TYPE_CHECKING:
     from opentelemetry import metrics
@@ -176,7 +176,7 @@ def configure_opentelemetry(
     if settings.otel_endpoint is None:
         return Telemetry(shutdown_timeout=shutdown_timeout)
     traces_url, metrics_url = signal_endpoints(settings.otel_endpoint)
-    try:
+    with needs_extra("otel_endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)", "otel"):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.metrics import MeterProvider
@@ -185,11 +185,6 @@ def configure_opentelemetry(
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-    except ImportError as exc:
-        missing = missing_extra(exc, "otel_endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)", "otel")
-        if missing is None:
-            raise
-        raise missing from exc
     from slipstream import __version__
 
     attributes = {
