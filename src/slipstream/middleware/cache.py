@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import functools
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
-from slipstream.cache.keys import CookieFilter, QueryNormaliser, primary_key, url_key
 from slipstream.cache.recording import ResponseRecorder, build_entry, freshen, may_store_start
+from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import Fill, ResponseCache
 from slipstream.cache.serving import EntryResponder
-from slipstream.config import Settings, parse_route_ttl, path_matcher
+from slipstream.config import Settings, path_matcher
 from slipstream.exporters.metrics import CompressionBytes
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from slipstream.instrumentation import Instrumentation
 
 _VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
-_CREDENTIALS = (b"cookie", b"authorization")
 
 
 class CacheMiddleware:
@@ -96,13 +94,12 @@ class CacheMiddleware:
                 ("bypass", "none"),
             ]
         }
-        self.normalise_query = QueryNormaliser(s.cache_ignore_query_params)
-        self.key_headers = tuple(sorted({name.lower() for name in s.cache_key_headers}))
-        self.cookies = CookieFilter(s.cache_ignore_cookies)
-        self.route_ttls: list[tuple[Callable[[str], object], float, bool]] = []
-        for route in s.cache_route_ttls:
-            pattern, seconds, with_credentials = parse_route_ttl(route)
-            self.route_ttls.append((re.compile(pattern).match, seconds, with_credentials))
+        self.rules = RequestRules(
+            ignore_query_params=s.cache_ignore_query_params,
+            key_headers=s.cache_key_headers,
+            ignore_cookies=s.cache_ignore_cookies,
+            route_ttls=s.cache_route_ttls,
+        )
         self.excluded_path = path_matcher(s.cache_exclude_paths)
 
     @classmethod
@@ -155,9 +152,9 @@ class CacheMiddleware:
         if request.no_store:
             await self.app(scope, receive, self._bypass(send))
             return
-        scope = self._keyed_request(scope)
+        scope = self.rules.keyed_request(scope)
         headers = scope["headers"]
-        primary = primary_key(scope, self.normalise_query)
+        primary = self.rules.primary_key(scope)
         found = self.cache.lookup_memory(primary, headers)
         if found is None:
             async with self.cache.fill(primary, headers) as fill:
@@ -243,9 +240,9 @@ class CacheMiddleware:
             build_entry,
             capture=capture,
             request_headers=scope["headers"],
-            default_ttl=self._default_ttl(scope),
+            default_ttl=self.rules.default_ttl(scope),
             allow_set_cookie=self.settings.cache_allow_set_cookie,
-            key_headers=self.key_headers,
+            key_headers=self.rules.key_headers,
             store_cookie_requests=self.settings.cache_store_cookie_requests,
             max_entry_bytes=self.settings.cache_max_entry_bytes,
             minimum_compress_size=self.settings.compression_minimum_size,
@@ -287,22 +284,6 @@ class CacheMiddleware:
                 entry.route = record.route
             await self.cache.store(primary, entry, scope["headers"])
 
-    def _keyed_request(self, scope: Scope) -> Scope:
-        """The request as the app may see it: what the key leaves out (ignored query parameters and cookies) is
-        removed, so no stored answer can depend on it. A copy when something was removed (``_fetch`` hands the app
-        a copy of it and follows that one)."""
-        query: bytes = scope.get("query_string", b"")
-        kept = self.normalise_query.without_ignored(query)
-        headers: RawHeaders = scope["headers"]
-        cookies_kept = self.cookies.without_ignored(headers)
-        if kept is query and cookies_kept is headers:
-            return scope
-        keyed: Scope = {**scope, "query_string": kept, "headers": cookies_kept}
-        raw_path: bytes | None = scope.get("raw_path")
-        if raw_path is not None and b"?" in raw_path:  # a server that leaves the query in raw_path
-            keyed["raw_path"] = raw_path.partition(b"?")[0] + (b"?" + kept if kept else b"")
-        return keyed
-
     def _refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
         """stale-while-revalidate: refresh once, off the request, while stale copies are served."""
         key = "refresh " + primary
@@ -325,21 +306,6 @@ class CacheMiddleware:
 
         self.cache.spawn(refresh())
 
-    def _default_ttl(self, scope: Scope) -> float | None:
-        """The first matching route rule's freshness. Rules without ``;credentials`` skip requests carrying
-        credentials (ignored cookies are gone by now): ``/account/profile.css`` may be Alice's private page."""
-        path: str = scope["path"]
-        credentials: bool | None = None
-        for match, seconds, with_credentials in self.route_ttls:
-            if match(path):
-                if not with_credentials:
-                    if credentials is None:
-                        credentials = any(name in _CREDENTIALS for name, _ in scope["headers"])
-                    if credentials:
-                        continue
-                return seconds
-        return None
-
     async def _unsafe(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Unsafe methods go to the app; a success invalidates the target URI (and Location / Content-Location)."""
         status = 0
@@ -354,14 +320,8 @@ class CacheMiddleware:
 
         await self.app(scope, receive, watch)
         if policy.invalidates(scope["method"], status):
-            target = primary_key(scope, self.normalise_query)
-            await self.cache.purge_primary(target)
-            origin = target.split("/", 3)[:3]
-            for location in locations:
-                text = location.decode("latin-1")
-                url = url_key("/".join(origin) + text if text.startswith("/") else text, self.normalise_query)
-                if url.split("/", 3)[:3] == origin:
-                    await self.cache.purge_primary(url)
+            for key in self.rules.invalidated_keys(scope, locations):
+                await self.cache.purge_primary(key)
 
     def _bypass(self, send: Send) -> Send:
         self.outcomes["bypass", "none"].inc()
