@@ -257,3 +257,22 @@ async def test_failed_trial_reopens_with_a_longer_timeout(redis_server: RedisSer
         assert (breaker.state, breaker.reset_timeout, breaker.failures_total) == ("open", 0.1, 2)
     finally:
         await store.close()
+
+
+class FaultyClient(Redis):
+    """A client library failing in its own way mid-reconnect, as redis-py's cluster client does while a node
+    restarts (AttributeError: a connection without a writer), rather than with a RedisError."""
+
+    async def execute_command(self, *args: object, **options: object) -> object:
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+
+async def test_a_client_library_failure_is_a_failed_call_not_a_failed_request(redis_server: RedisServer) -> None:
+    store = RedisStore(FaultyClient.from_url(redis_server.url), breaker=CircuitBreaker(failure_threshold=2))
+    try:
+        assert await store.get(PAGE, {}) is None
+        assert await store.acquire_lock(PAGE, 5) is None
+        await store.put(PAGE, (), "", b"x", 60, ())
+        assert (store.breaker.state, store.breaker.failures_total) == ("open", 2)
+    finally:
+        await store.close()

@@ -193,11 +193,17 @@ class RedisStore:
         """Run ``operation`` whatever the breaker says; a failure is counted (and told to the breaker), not raised."""
         try:
             result = await operation()
-        except _ERRORS as exc:
+        except Exception as exc:
+            # Not only Redis's own errors: a client library caught mid-reconnect fails in its own ways (redis-py's
+            # cluster client, a node restarting: AttributeError on a connection without a writer). Redis must
+            # never fail a request, so any failure of a call is a failed call.
             self.breaker.record_failure()
             if self.error_counter is not None:
                 self.error_counter.inc()
-            logger.debug("redis call failed: %r", exc)
+            if isinstance(exc, _ERRORS):
+                logger.debug("redis call failed: %r", exc)
+            else:
+                logger.warning("redis call failed unexpectedly (counted as a Redis failure): %r", exc)
             return default
         self.breaker.record_success()
         return result
