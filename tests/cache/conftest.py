@@ -16,7 +16,9 @@ from tests.redis_server import RedisServer
 
 @pytest.fixture
 async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
-    store = RedisStore.from_url(redis_server.url)
+    # A patient timeout: these tests are about what the store does, and a loaded CI machine can take longer than
+    # the production default (50 ms) to connect; the fault tests build stores with short timeouts of their own.
+    store = RedisStore.from_url(redis_server.url, timeout=1.0)
     yield store
     await store.close()
 
