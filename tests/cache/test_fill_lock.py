@@ -94,9 +94,11 @@ async def test_a_stream_in_one_process_does_not_hold_up_its_url_in_another(
 
 
 async def test_a_failed_release_is_retried_until_redis_answers_or_the_lock_would_have_expired(
-    redis_server: RedisServer, store: RedisStore, raw: Redis
+    redis_server: RedisServer, raw: Redis
 ) -> None:
     loop = asyncio.get_running_loop()
+    # The production timeout: a call to the paused Redis gives up after 50 ms.
+    store = RedisStore.from_url(redis_server.url, timeout=0.05)
     token = await store.acquire_lock(PAGE, 5)
     assert token is not None
     redis_server.pause()
@@ -113,3 +115,4 @@ async def test_a_failed_release_is_retried_until_redis_answers_or_the_lock_would
     with anyio.fail_after(3):
         await retrying
     assert not await raw.exists(store.lock_key(PAGE))
+    await store.close()
