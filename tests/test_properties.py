@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slipstream import CompressionMiddleware, ConditionalMiddleware
+from slipstream.http.dates import parse_http_date
 from slipstream.http.encoding import negotiate_encoding
-from slipstream.http.preconditions import EntityTag, parse_entity_tag_list, parse_http_date
+from slipstream.http.preconditions import EntityTag, parse_entity_tag_list
 from tests.middleware.apps import TEXT, decode, respond
 from tests.support import call_asgi
 

@@ -46,6 +46,12 @@ latin1 = field_values.map(lambda text: text.encode("latin-1"))
         (None, None, HOUR_LATER, None, D + 7200, 0.0),
         # RFC 9111 §5.3: an invalid Expires, "0" above all, is a time in the past.
         (None, DATE, b"0", 5.0, D, 0.0),
+        # RFC 9111 §5.3: an invalid Expires is a time in the past; only the three HTTP-date formats are valid.
+        (None, DATE, b"Sun, 06 Nov 1994 09:49:37 UTC", 5.0, D, 0.0),
+        (None, DATE, b"Sun, 06 Nov 94 09:49:37 GMT", 5.0, D, 0.0),
+        (None, DATE, b"Sun 06 Nov 1994 09:49:37 GMT", 5.0, D, 0.0),
+        (None, DATE, b"Sun, 06 Nov 1994 09.49.37 GMT", 5.0, D, 0.0),
+        (None, DATE, HOUR_LATER + b", " + HOUR_LATER, 5.0, D, 0.0),  # two Expires fields, joined
         (None, DATE, b"-1", None, D, 0.0),
         (b"public", None, None, 30.0, D, 30.0),
         (None, DATE, None, 30.0, D, 30.0),
@@ -75,7 +81,9 @@ def test_freshness_lifetime(
         (b" 7 ", None, 0.0, 0.0, 7.0),
         (b"abc", None, 100.0, 102.0, 2.0),
         (b"-5", None, 100.0, 100.0, 0.0),
-        (b"1, 2", None, 100.0, 100.0, 0.0),
+        (b"1, 2", None, 100.0, 100.0, 1.0),  # a list (or two Age fields joined): the first value (RFC 9111 §5.1)
+        (b"7200, 0", None, 100.0, 100.0, 7200.0),
+        (b"0, 7200", None, 100.0, 100.0, 0.0),
         (b"99999999999", None, 100.0, 100.0, float(MAX_DELTA_SECONDS)),
         (None, b"garbage", 100.0, 100.0, 0.0),
     ],

@@ -7,7 +7,6 @@ from slipstream.http.preconditions import (
     Preconditions,
     parse_entity_tag,
     parse_entity_tag_list,
-    parse_http_date,
 )
 
 TAG = EntityTag(b'"v1"', False)
@@ -47,22 +46,6 @@ def test_parse_entity_tag_list(value: bytes, tags: list[bytes]) -> None:
     parsed = parse_entity_tag_list(value)
     assert not parsed.any
     assert [(b"W/" if t.weak else b"") + t.opaque for t in parsed.tags] == tags
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (b"Sun, 06 Nov 1994 08:49:37 GMT", 784111777),
-        (b"Sunday, 06-Nov-94 08:49:37 GMT", 784111777),
-        (b"Sun Nov  6 08:49:37 1994", 784111777),
-        (b"yesterday", None),
-        (b"0", None),
-        (b"", None),
-        (b"Sun, 06 Nov 99999999999 08:49:37 GMT", None),
-    ],
-)
-def test_parse_http_date(value: bytes, expected: int | None) -> None:
-    assert parse_http_date(value) == expected
 
 
 def test_no_conditional_headers_means_no_preconditions() -> None:

@@ -531,3 +531,40 @@ async def test_tag_response_feeds_tag_purges() -> None:
     assert app.cache.memory.purge_tags(["product-1"]) == 1
     with pytest.raises(ValueError, match="one non-empty word"):
         tag_response(Response(), "two words")
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [
+        "Thu, 01 Jan 2099 00:00:00 UTC",  # a zone name other than GMT
+        "Thu, 01 Jan 99 00:00:00 GMT",  # a two-digit year
+        "Thu 01 Jan 2099 00:00:00 GMT",  # a missing comma
+        "Thu,  01 Jan 2099 00:00:00 GMT",  # doubled spaces
+        "Thu, 01-Jan-2099 00:00:00 GMT",  # dashes in the date
+        "Thu, 01 Jan 2099 00.00.00 GMT",  # dots in the time
+        "Thu, 01 Jan 2099 0:00:00 GMT",  # a one-digit hour
+    ],
+)
+async def test_an_invalid_expires_is_stale_on_arrival(expires: str) -> None:
+    origin = Origin([("expires", expires)])
+    app = stack(origin)
+    await call_asgi(app)
+    await call_asgi(app)
+    assert origin.calls == 2, "an invalid Expires is a time in the past (RFC 9111 §5.3): never served as fresh"
+
+
+async def test_two_expires_fields_are_invalid() -> None:
+    origin = Origin([("expires", "Thu, 01 Jan 2099 00:00:00 GMT"), ("expires", "Fri, 02 Jan 2099 00:00:00 GMT")])
+    app = stack(origin)
+    await call_asgi(app)
+    await call_asgi(app)
+    assert origin.calls == 2
+
+
+@pytest.mark.parametrize("ages", [[("age", "7200, 0")], [("age", "7200"), ("age", "0")]])
+async def test_an_age_list_is_read_by_its_first_value(ages: list[tuple[str, str]]) -> None:
+    origin = Origin([("cache-control", "max-age=3600"), *ages])
+    app = stack(origin)
+    await call_asgi(app)
+    await call_asgi(app)
+    assert origin.calls == 2, "Age 7200 against max-age=3600: stale on arrival (RFC 9111 §5.1: the first value)"

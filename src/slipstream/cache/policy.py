@@ -14,7 +14,7 @@ from slipstream.cache.cache_control import (
     parse_delta_seconds,
     request_directives,
 )
-from slipstream.http.preconditions import parse_http_date
+from slipstream.http.dates import parse_http_date
 
 __all__ = [
     "EMPTY",
@@ -66,8 +66,10 @@ def freshness_lifetime(
 
 
 def initial_age(age: bytes | None, date: bytes | None, request_time: float, response_time: float) -> float:
-    """corrected_initial_age of RFC 9111 §4.2.3; a missing or unparsable Age counts as 0."""
-    age_value = parse_delta_seconds(None if age is None else age.strip(b" \t")) or 0
+    """corrected_initial_age of RFC 9111 §4.2.3; a missing or unparsable Age counts as 0. A list (``7200, 0``, or
+    two Age fields joined) is read by its first value, as RFC 9111 §5.1 says."""
+    first = None if age is None else age.split(b",", 1)[0].strip(b" \t")
+    age_value = parse_delta_seconds(first) or 0
     date_value = None if date is None else parse_http_date(date)
     apparent_age = 0.0 if date_value is None else max(0.0, response_time - date_value)
     corrected_age_value = age_value + (response_time - request_time)

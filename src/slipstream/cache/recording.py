@@ -12,8 +12,8 @@ from slipstream.cache.entry import CacheEntry
 from slipstream.cache.keys import vary_fields
 from slipstream.cache.tags import SURROGATE_KEY
 from slipstream.http.capture import IdentityCapture
+from slipstream.http.dates import parse_http_date
 from slipstream.http.headers import RawHeaders
-from slipstream.http.preconditions import parse_http_date
 from slipstream.http.responses import head_body
 
 _SURROGATE_KEY = SURROGATE_KEY.encode("ascii")

@@ -9,6 +9,7 @@ from starlette.types import Send
 
 from slipstream.cache.entry import CacheEntry, Rendering
 from slipstream.http.codecs import Codec
+from slipstream.http.dates import parse_http_date
 from slipstream.http.encoding import EncodingNegotiator
 from slipstream.http.headers import add_vary, encoded_headers, request_header
 from slipstream.http.preconditions import (
@@ -16,7 +17,6 @@ from slipstream.http.preconditions import (
     Preconditions,
     not_modified_headers,
     parse_entity_tag,
-    parse_http_date,
 )
 from slipstream.http.responses import not_acceptable, precondition_failed
 

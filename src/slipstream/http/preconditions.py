@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import email.utils
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import xxhash
+
+from slipstream.http.dates import parse_http_date
 
 NOT_MODIFIED = 304
 PRECONDITION_FAILED = 412
@@ -92,15 +93,6 @@ def parse_entity_tag_list(value: bytes) -> EntityTagList:
         comma = value.find(b",", start)
         position = end if comma < 0 else comma + 1
     return EntityTagList(False, tuple(tags))
-
-
-def parse_http_date(value: bytes) -> int | None:
-    """Seconds since the epoch for an HTTP-date (IMF-fixdate, RFC 850 or asctime), None if it is not one."""
-    try:
-        parsed = email.utils.parsedate_tz(value.decode("latin-1"))
-        return None if parsed is None else int(email.utils.mktime_tz(parsed))
-    except (ValueError, OverflowError, TypeError, IndexError):
-        return None
 
 
 def not_modified_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -8,6 +8,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings
+from slipstream.http.dates import parse_http_date
 from slipstream.http.headers import RawHeaders
 from slipstream.http.preconditions import (
     CONDITIONAL_HEADERS,
@@ -18,7 +19,6 @@ from slipstream.http.preconditions import (
     content_etag,
     not_modified_headers,
     parse_entity_tag,
-    parse_http_date,
 )
 from slipstream.http.responses import head_body, send_precondition_failed
 from slipstream.middleware.routes import app_handles_head
