@@ -568,3 +568,35 @@ async def test_an_age_list_is_read_by_its_first_value(ages: list[tuple[str, str]
     await call_asgi(app)
     await call_asgi(app)
     assert origin.calls == 2, "Age 7200 against max-age=3600: stale on arrival (RFC 9111 §5.1: the first value)"
+
+
+async def test_a_304_updates_the_stored_fields_clients_get() -> None:
+    """RFC 9111 §4.3.4 / §3.2: on a revalidation's 304, every field the 304 carries replaces the stored one."""
+    revalidations = 0
+
+    async def origin(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal revalidations
+        if dict(scope["headers"]).get(b"if-none-match") == b'"v1"':
+            revalidations += 1
+            value = b"B%d" % revalidations
+            headers = [(b"etag", b'"v1"'), (b"cache-control", b"no-cache")]
+            headers += [(b"test-header", value), (b"x-test-header", value), (b"content-foo", value)]
+            headers += [(b"set-cookie", b"session=theirs")]  # never handed on to other clients
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = [(b"content-type", b"text/plain"), (b"etag", b'"v1"'), (b"cache-control", b"no-cache")]
+        headers += [(b"test-header", b"A"), (b"x-test-header", b"A"), (b"content-foo", b"A")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": TEXT})
+
+    app = stack(origin)
+    first = await call_asgi(app)
+    second = await call_asgi(app)
+    third = await call_asgi(app)
+    assert first.headers["test-header"] == "A"
+    for response, value in ((second, "B1"), (third, "B2")):
+        assert (response.status, response.headers["x-cache"], response.body) == (200, "HIT", TEXT)
+        assert [response.headers[name] for name in ("test-header", "x-test-header", "content-foo")] == [value] * 3
+        assert "set-cookie" not in response.headers
+        assert response.header_list("test-header") == [value]  # replaced, not added

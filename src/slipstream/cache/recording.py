@@ -35,6 +35,12 @@ _NOT_STORED = frozenset(
 )
 
 
+# Fields a 304 does not update (RFC 9111 §3.2): those never stored; those the stored variants depend on (ETag and
+# Vary, which the 304 shows as compression left them for one client, and Content-Encoding, Content-Range); and
+# Set-Cookie, since a shared cache does not hand one client's cookie to the others.
+_NOT_UPDATED = _NOT_STORED | {b"etag", b"vary", b"content-encoding", b"content-range", b"set-cookie"}
+
+
 class ResponseRecorder:
     """Wraps ``send``: forwards the response (tagged MISS, Surrogate-Key removed) and keeps a copy of a complete one.
 
@@ -217,11 +223,12 @@ async def _nowhere(message: Message) -> None:
 
 
 def freshen(entry: CacheEntry, not_modified: Message, request_time: float, response_time: float) -> None:
-    """RFC 9111 §4.3.4: a 304 from the origin refreshes the stored entry's freshness fields."""
+    """RFC 9111 §4.3.4 and §3.2: a 304 from the origin updates the stored entry's header fields, any of them (but
+    those in ``_NOT_UPDATED``), and with them its freshness; clients get the updated fields from now on."""
     refreshed = _fields(not_modified.get("headers", ()))
-    updatable = (b"cache-control", b"expires", b"date", b"last-modified")
-    entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in updatable or k.lower() not in refreshed]
-    entry.headers.extend((name, refreshed[name]) for name in updatable if name in refreshed)
+    updates = {name: value for name, value in refreshed.items() if name not in _NOT_UPDATED}
+    entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in updates]
+    entry.headers.extend(updates.items())
     entry.rendered.clear()
     fields = _fields(entry.headers)
     cc = policy.parse_cache_control(fields.get(b"cache-control"))
