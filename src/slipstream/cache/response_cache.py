@@ -70,10 +70,10 @@ class ResponseCache:
         memory: MemoryStore,
         redis: RedisStore | None = None,
         *,
-        revalidation_grace: float = 300.0,
-        coalesce_timeout: float = 5.0,
+        revalidation_grace: float = Settings.cache_revalidation_grace,
+        coalesce_timeout: float = Settings.cache_coalesce_timeout,
         ignore_query_params: Iterable[str] = Settings.cache_ignore_query_params,
-        hit_for_miss: float = 5.0,
+        hit_for_miss: float = Settings.cache_hit_for_miss,
     ) -> None:
         """``ignore_query_params``: what the cache middleware leaves out of its keys, for ``purge_url``."""
         self.memory = memory
