@@ -18,6 +18,15 @@ from slipstream.http.preconditions import (
     not_modified_headers,
     parse_entity_tag,
 )
+from slipstream.http.ranges import (
+    PARTIAL_CONTENT,
+    RANGE_NOT_SATISFIABLE,
+    ByteRange,
+    if_range_holds,
+    not_satisfiable,
+    parse_range,
+    partial,
+)
 from slipstream.http.responses import not_acceptable, precondition_failed
 
 if TYPE_CHECKING:
@@ -86,7 +95,14 @@ class EntryResponder:
         # unless the client refuses identity; 406 for a 2xx when nothing is acceptable.
         choice = self.negotiate(request_header(request_headers, b"accept-encoding"))
         coding = None
-        if choice is not None and (entry.compressible or (entry.negotiated and not choice.identity_acceptable)):
+        cut = None
+        if method == "GET" and entry.status == 200 and choice is not None and choice.identity_acceptable:
+            cut = self._range(entry, request_headers, keep_variant)
+        if (
+            cut is None
+            and choice is not None
+            and (entry.compressible or (entry.negotiated and not choice.identity_acceptable))
+        ):
             coding = choice.coding
         rendering, body = self.representation(entry, coding, keep_variant)
         tag = [] if self.status_header is None else [(self.status_header, outcome.encode("ascii"))]
@@ -106,5 +122,26 @@ class EntryResponder:
                 # CompressionMiddleware's 406, made now rather than stored: no Age.
                 status, body = NOT_ACCEPTABLE, self.not_acceptable[1]
                 headers = [*self.not_acceptable[0], *tag]
+            elif cut is not None:
+                span = cut.within(len(body))
+                if span is None:
+                    status, (headers, body) = RANGE_NOT_SATISFIABLE, not_satisfiable(len(body))
+                    headers.extend(tag)
+                else:
+                    status, (headers, body) = PARTIAL_CONTENT, partial(headers, body, span)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    def _range(
+        self, entry: CacheEntry, request_headers: list[tuple[bytes, bytes]], keep: VariantSink
+    ) -> ByteRange | None:
+        """The one byte range to cut from the identity body (RFC 9110 §14.2), if the request asks for one and its
+        If-Range (§13.1.5), compared with the identity representation's validators, holds. Ranges are of the
+        identity body: encoded variants carry weak ETags, and their bytes depend on the codec's version and level."""
+        ranges = parse_range(request_header(request_headers, b"range"))
+        if ranges.single is None:
+            return None
+        identity = self.representation(entry, None, keep)[0]
+        if not if_range_holds(request_header(request_headers, b"if-range"), identity.etag, identity.last_modified):
+            return None
+        return ranges.single

@@ -21,6 +21,7 @@ from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
+from slipstream.http.ranges import parse_range
 from slipstream.middleware.routes import app_handles_head
 from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
@@ -28,7 +29,9 @@ from slipstream.record import current_record, follow_scope, forget_record, note_
 if TYPE_CHECKING:
     from slipstream.instrumentation import Instrumentation
 
-_VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range"}
+# A revalidation asks for the whole response: a 304 lets the stored one answer the client's range, and a 200
+# replaces it; a 206 would do neither.
+_VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range", b"range"}
 
 
 class CacheMiddleware:
@@ -155,7 +158,20 @@ class CacheMiddleware:
         scope = self.rules.keyed_request(scope)
         headers = scope["headers"]
         primary = self.rules.primary_key(scope)
+        ranged = request_header(headers, b"range")
+        if ranged is not None and parse_range(ranged).several:
+            await self._fetch(scope, receive, send, primary, None)  # a multipart answer is the app's to make
+            return
         found = self.cache.lookup_memory(primary, headers)
+        if found is None and ranged is not None:
+            # Not coalesced: a 206 is not stored, and must not mark the URL as one whose answers are not stored.
+            found = await self.cache.lookup(primary, headers)
+            if found is None and request.only_if_cached:
+                await _gateway_timeout(send)
+                return
+            if found is None:
+                await self._fetch(scope, receive, send, primary, None)
+                return
         if found is None:
             async with self.cache.fill(primary, headers) as fill:
                 found = fill.found
