@@ -119,6 +119,9 @@ class Settings:
     cache_hit_for_miss: float = 5.0
     # How long a stale entry with a validator is kept to be revalidated after its stale windows end.
     cache_revalidation_grace: float = 300.0
+    # Targeted cache fields (RFC 9213), most specific first: the first one present and valid replaces Cache-Control
+    # and Expires for the cache's own decisions. All but CDN-Cache-Control are removed from responses; () turns it off.
+    cache_targeted_fields: tuple[str, ...] = ("Slipstream-Cache-Control", "CDN-Cache-Control")
 
     timing_enabled: bool = True
     # Server-Timing response header: app time, cache outcome, db time and query count, each @timed operation.
@@ -184,6 +187,15 @@ class Settings:
                     f"cache_key_headers: expected field names other than Accept-Encoding (every coding is in one "
                     f"entry), got {name!r}"
                 )
+        targeted = [name.lower() for name in self.cache_targeted_fields]
+        for name in self.cache_targeted_fields:
+            if not _FIELD_NAME.fullmatch(name) or name.lower() in ("cache-control", "expires"):
+                raise ValueError(
+                    f"cache_targeted_fields: expected field names other than Cache-Control and Expires (the fields "
+                    f"they stand in for), got {name!r}"
+                )
+        if len(set(targeted)) != len(targeted):
+            raise ValueError(f"cache_targeted_fields: a field named twice in {self.cache_targeted_fields!r}")
         if self.cache_hit_for_miss < 0:
             raise ValueError(f"cache_hit_for_miss must be at least 0, got {self.cache_hit_for_miss}")
         _check_range("db_n_plus_one_threshold", self.db_n_plus_one_threshold, 2, None)

@@ -11,12 +11,15 @@ from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
 from slipstream.cache.keys import vary_fields
 from slipstream.cache.tags import SURROGATE_KEY
+from slipstream.cache.targeted import response_directives
 from slipstream.http.capture import IdentityCapture
 from slipstream.http.dates import parse_http_date
 from slipstream.http.headers import RawHeaders
 from slipstream.http.responses import head_body
 
 _SURROGATE_KEY = SURROGATE_KEY.encode("ascii")
+# Removed from the responses the cache forwards: for slipstream only (add the targeted fields that end here).
+NOT_SENT = frozenset({_SURROGATE_KEY})
 # Never stored: hop-by-hop fields, and fields a cache recomputes.
 _NOT_STORED = frozenset(
     {
@@ -42,7 +45,8 @@ _NOT_UPDATED = _NOT_STORED | {b"etag", b"vary", b"content-encoding", b"content-r
 
 
 class ResponseRecorder:
-    """Wraps ``send``: forwards the response (tagged MISS, Surrogate-Key removed) and keeps a copy of a complete one.
+    """Wraps ``send``: forwards the response (tagged MISS, ``not_sent`` fields removed) and keeps a copy of a complete
+    one.
 
     With ``hold`` (revalidating a stale entry) the start message is kept back: a 304, or a 5xx the cache may
     answer with stale content, never reaches the client; anything else is forwarded as usual.
@@ -58,12 +62,14 @@ class ResponseRecorder:
         head: bool,
         may_store: Callable[[Message], bool] | None = None,
         on_not_stored: Callable[[], None] | None = None,
+        not_sent: frozenset[bytes] = NOT_SENT,
     ) -> None:
         """``on_not_stored`` is called once, before the message that shows it goes out, when the response will not
         be stored: ``may_store`` says no to its start message, or its body is streamed."""
         self.downstream = downstream
         self.may_store = may_store
         self.on_not_stored = on_not_stored
+        self.not_sent = not_sent
         self.head = head
         self.status_header = status_header
         self.hold = hold
@@ -82,7 +88,7 @@ class ResponseRecorder:
                 return
             if self.on_not_stored is not None and self.may_store is not None and not self.may_store(message):
                 self._not_stored()
-            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _SURROGATE_KEY]
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in self.not_sent]
             if self.status_header is not None:
                 headers.append((self.status_header, b"MISS"))
             self.forwarded = True
@@ -131,20 +137,23 @@ def build_entry(
     minimum_compress_size: int,
     key_headers: tuple[str, ...] = (),
     store_cookie_requests: bool = False,
+    targets: tuple[bytes, ...] = (),
 ) -> CacheEntry | None:
     """The entry to store for a complete GET response, or None when RFC 9111 (or a size limit) says no.
 
     ``key_headers``: request fields the entry is keyed on as if the response named them in Vary.
     ``store_cookie_requests``: a request carrying a Cookie is stored as RFC 9111 allows, not only when the
-    response is ``public`` or keyed on the cookie.
+    response is ``public`` or keyed on the cookie. ``targets``: the targeted fields (RFC 9213) read in place of
+    Cache-Control and Expires, lower-case, most specific first.
     """
     start, body = recorder.start, recorder.body
     if start is None or body is None or recorder.swallowed:
         return None
     sent = _fields(start.get("headers", ()))
     if default_ttl is None and b"cache-control" not in sent and b"expires" not in sent:
-        # No freshness and no no-cache: nothing to store (see below). The common case of dynamic responses.
-        return None
+        if not any(name in sent for name in targets):
+            # No freshness and no no-cache: nothing to store (see below). The common case of dynamic responses.
+            return None
     encoding = sent.get(b"content-encoding")
     identity_start, identity_body = start, body
     if capture.start is not None and capture.body is not None and encoding is not None:
@@ -153,10 +162,8 @@ def build_entry(
         return None
     fields = _fields(identity_start.get("headers", ()))
     request = _fields(request_headers)
-    response_cc = policy.parse_cache_control(fields.get(b"cache-control"))
-    lifetime = policy.freshness_lifetime(
-        response_cc, fields.get(b"date"), fields.get(b"expires"), default_ttl, response_time
-    )
+    response_cc, expires = response_directives(fields, targets)
+    lifetime = policy.freshness_lifetime(response_cc, fields.get(b"date"), expires, default_ttl, response_time)
     status: int = start["status"]
     last_modified = fields.get(b"last-modified")
     etag = fields.get(b"etag")
@@ -171,7 +178,7 @@ def build_entry(
         vary=fields.get(b"vary"),
         lifetime=lifetime,
         has_validator=etag is not None or last_modified is not None,
-        has_expires=b"expires" in fields,
+        has_expires=expires is not None,
         has_cookie=b"cookie" in request and not store_cookie_requests and "cookie" not in key_headers,
     )
     vary = vary_fields(v for k, v in identity_start.get("headers", ()) if k.lower() == b"vary")
@@ -222,19 +229,24 @@ async def _nowhere(message: Message) -> None:
     """The downstream of a probe that forwards nothing."""
 
 
-def freshen(entry: CacheEntry, not_modified: Message, request_time: float, response_time: float) -> None:
+def freshen(
+    entry: CacheEntry,
+    not_modified: Message,
+    request_time: float,
+    response_time: float,
+    targets: tuple[bytes, ...] = (),
+) -> None:
     """RFC 9111 §4.3.4 and §3.2: a 304 from the origin updates the stored entry's header fields, any of them (but
-    those in ``_NOT_UPDATED``), and with them its freshness; clients get the updated fields from now on."""
+    those in ``_NOT_UPDATED``), and with them its freshness, read from the targeted fields as ``build_entry`` reads
+    them; clients get the updated fields from now on."""
     refreshed = _fields(not_modified.get("headers", ()))
     updates = {name: value for name, value in refreshed.items() if name not in _NOT_UPDATED}
     entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in updates]
     entry.headers.extend(updates.items())
     entry.rendered.clear()
     fields = _fields(entry.headers)
-    cc = policy.parse_cache_control(fields.get(b"cache-control"))
-    entry.lifetime = (
-        policy.freshness_lifetime(cc, fields.get(b"date"), fields.get(b"expires"), entry.lifetime, response_time) or 0.0
-    )
+    cc, expires = response_directives(fields, targets)
+    entry.lifetime = policy.freshness_lifetime(cc, fields.get(b"date"), expires, entry.lifetime, response_time) or 0.0
     entry.response_time = response_time
     entry.initial_age = policy.initial_age(refreshed.get(b"age"), fields.get(b"date"), request_time, response_time)
     entry.no_cache, entry.must_revalidate = cc.no_cache, cc.must_revalidate

@@ -38,10 +38,19 @@ VariantSink = Callable[[CacheEntry, str, bytes], None]
 
 
 class EntryResponder:
-    """Turns entries into responses. Holds the codecs so variants match what CompressionMiddleware would send."""
+    """Turns entries into responses. Holds the codecs so variants match what CompressionMiddleware would send.
 
-    def __init__(self, codecs: Mapping[str, Codec], status_header: bytes | None, count_bytes: CompressionBytes) -> None:
+    ``not_sent``: stored fields never rendered to clients (slipstream's own targeted fields, RFC 9213)."""
+
+    def __init__(
+        self,
+        codecs: Mapping[str, Codec],
+        status_header: bytes | None,
+        count_bytes: CompressionBytes,
+        not_sent: frozenset[bytes] = frozenset(),
+    ) -> None:
         self.codecs = codecs
+        self.not_sent = not_sent
         self.count_bytes = count_bytes
         self.negotiate = EncodingNegotiator(tuple(codecs))
         self.status_header = status_header
@@ -66,12 +75,15 @@ class EntryResponder:
         rendering = entry.rendered.get(coding)
         if rendering is None:
             # Worked out once per coding and kept with the entry: later hits only add Age and X-Cache.
+            stored = entry.headers
+            if self.not_sent:
+                stored = [(k, v) for k, v in stored if k.lower() not in self.not_sent]
             if coding is None:
-                headers = [*entry.headers, (b"content-length", b"%d" % len(body))]
+                headers = [*stored, (b"content-length", b"%d" % len(body))]
                 if entry.compressible:
                     add_vary(headers, b"Accept-Encoding")
             else:
-                headers = encoded_headers(entry.headers, coding.encode("ascii"), len(body))
+                headers = encoded_headers(stored, coding.encode("ascii"), len(body))
             rendering = entry.rendered[coding] = Rendering(
                 headers,
                 not_modified_headers(headers),

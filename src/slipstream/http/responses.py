@@ -39,3 +39,18 @@ def head_body(message: Message) -> Message | None:
     if message.get("more_body", False):
         return None
     return _LAST_EMPTY_BODY
+
+
+def edited_start(send: Send, drop: frozenset[bytes], add: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` with the start message's ``drop`` fields (lower-case names) removed and ``add`` appended; ``send``
+    itself when that changes nothing."""
+    if not drop and not add:
+        return send
+
+    async def edited(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in drop]
+            message = {**message, "headers": [*kept, *add]}
+        await send(message)
+
+    return edited

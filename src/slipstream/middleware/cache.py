@@ -11,10 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
-from slipstream.cache.recording import ResponseRecorder, build_entry, freshen, may_store_start
+from slipstream.cache.recording import NOT_SENT, ResponseRecorder, build_entry, freshen, may_store_start
 from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import Fill, ResponseCache
 from slipstream.cache.serving import EntryResponder
+from slipstream.cache.targeted import not_sent, target_list
 from slipstream.config import Settings, path_matcher
 from slipstream.exporters.metrics import CompressionBytes
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
@@ -22,6 +23,7 @@ from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
 from slipstream.http.ranges import parse_range
+from slipstream.http.responses import edited_start
 from slipstream.middleware.routes import app_handles_head
 from slipstream.middleware.standalone import own_instrumentation
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
@@ -52,6 +54,7 @@ class CacheMiddleware:
         honour_client_no_cache: bool = Settings.cache_honour_client_no_cache,
         allow_set_cookie: bool = Settings.cache_allow_set_cookie,
         max_entry_bytes: int = Settings.cache_max_entry_bytes,
+        targeted_fields: tuple[str, ...] = Settings.cache_targeted_fields,
         codecs: Mapping[str, Codec] | None = None,
         minimum_compress_size: int = Settings.compression_minimum_size,
         instrumentation: Instrumentation | None = None,
@@ -71,6 +74,7 @@ class CacheMiddleware:
             cache_honour_client_no_cache=honour_client_no_cache,
             cache_allow_set_cookie=allow_set_cookie,
             cache_max_entry_bytes=max_entry_bytes,
+            cache_targeted_fields=targeted_fields,
             compression_minimum_size=minimum_compress_size,
         )
         self.app = app
@@ -78,10 +82,14 @@ class CacheMiddleware:
         self.cache = cache or instrumentation.cache or ResponseCache.from_settings(s)
         self.settings = s
         self.status_header = s.cache_status_header.lower().encode("latin-1") or None
+        # RFC 9213: read in place of Cache-Control and Expires; those meant for slipstream alone never leave it.
+        self.targets = target_list(s.cache_targeted_fields)
+        self.not_sent = not_sent(self.targets)
+        self.not_forwarded = NOT_SENT | self.not_sent
         metrics = instrumentation.metrics
         codecs = codecs if codecs is not None else s.codecs()
         # Variants made on demand are compressions too: counted with CompressionMiddleware's.
-        self.responder = EntryResponder(codecs, self.status_header, CompressionBytes(metrics, codecs))
+        self.responder = EntryResponder(codecs, self.status_header, CompressionBytes(metrics, codecs), self.not_sent)
         if self.cache.redis is not None:
             self.cache.redis.error_counter = metrics.cache_redis_errors
         requests = metrics.cache_requests
@@ -123,6 +131,7 @@ class CacheMiddleware:
             honour_client_no_cache=s.cache_honour_client_no_cache,
             allow_set_cookie=s.cache_allow_set_cookie,
             max_entry_bytes=s.cache_max_entry_bytes,
+            targeted_fields=s.cache_targeted_fields,
             codecs=s.codecs() if s.compression_enabled else {},
             minimum_compress_size=s.compression_minimum_size,
             instrumentation=instrumentation,
@@ -262,6 +271,7 @@ class CacheMiddleware:
             store_cookie_requests=self.settings.cache_store_cookie_requests,
             max_entry_bytes=self.settings.cache_max_entry_bytes,
             minimum_compress_size=self.settings.compression_minimum_size,
+            targets=self.targets,
         )
         recorder = ResponseRecorder(
             send,
@@ -271,6 +281,7 @@ class CacheMiddleware:
             head=scope["method"] == "HEAD",
             may_store=lambda start: may_store_start(start, build, self.settings.cache_max_entry_bytes),
             on_not_stored=None if fill is None else fill.not_stored,
+            not_sent=self.not_forwarded,
         )
         request_time = time.time()
         try:
@@ -285,7 +296,7 @@ class CacheMiddleware:
             self.outcomes["miss", "none"].inc()
         if stale is not None and recorder.swallowed and recorder.start is not None:
             if recorder.start["status"] == 304:
-                freshen(stale, recorder.start, request_time, response_time)
+                freshen(stale, recorder.start, request_time, response_time, self.targets)
                 await self.cache.store(primary, stale, scope["headers"])
                 await self._serve(send, scope, primary, stale, "HIT", stale.age(response_time), "origin")
             else:
@@ -334,7 +345,7 @@ class CacheMiddleware:
                 locations.extend(v for k, v in message.get("headers", ()) if k in (b"location", b"content-location"))
             await send(message)
 
-        await self.app(scope, receive, watch)
+        await self.app(scope, receive, edited_start(watch, self.not_sent, []))
         if policy.invalidates(scope["method"], status):
             for key in self.rules.invalidated_keys(scope, locations):
                 await self.cache.purge_primary(key)
@@ -342,16 +353,10 @@ class CacheMiddleware:
     def _bypass(self, send: Send) -> Send:
         self.outcomes["bypass", "none"].inc()
         note_cache_outcome("BYPASS")
-        if self.status_header is None:
-            return send
-        header = (self.status_header, b"BYPASS")
-
-        async def tagged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        return tagged
+        # Passed on untouched but for the fields meant for slipstream alone, which the app sets whatever the request.
+        return edited_start(
+            send, self.not_sent, [] if self.status_header is None else [(self.status_header, b"BYPASS")]
+        )
 
     def _lifespan_send(self, send: Send) -> Send:
         async def on_shutdown(message: Message) -> None:
