@@ -57,6 +57,10 @@ latin1 = field_values.map(lambda text: text.encode("latin-1"))
         (b"must-revalidate", CC(must_revalidate=True)),
         (b"proxy-revalidate", CC(must_revalidate=True)),
         (b"no-transform", CC(no_transform=True)),
+        # RFC 9111 §5.2.2.3; a qualifier it does not define is ignored, as for any directive's stray argument.
+        (b"no-store, must-understand", CC(no_store=True, must_understand=True)),
+        (b"MUST-UNDERSTAND", CC(must_understand=True)),
+        (b'must-understand="x"', CC(must_understand=True)),
         (b"stale-while-revalidate=30, stale-if-error=600", CC(stale_while_revalidate=30, stale_if_error=600)),
         (b"stale-while-revalidate=abc, stale-if-error", EMPTY),
         (b"only-if-cached, min-fresh=10", CC(only_if_cached=True, min_fresh=10)),
@@ -129,7 +133,17 @@ def test_parse_cache_control_never_raises(value: bytes) -> None:
         assert number is None or 0 <= number <= MAX_DELTA_SECONDS
 
 
-KNOWN = ["max-age=5", "s-maxage=7", "no-store", "no-cache", "private", "public", "must-revalidate", "max-stale"]
+KNOWN = [
+    "max-age=5",
+    "s-maxage=7",
+    "no-store",
+    "no-cache",
+    "private",
+    "public",
+    "must-revalidate",
+    "max-stale",
+    "must-understand",
+]
 
 
 @settings(max_examples=300, deadline=None)

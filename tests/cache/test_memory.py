@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from slipstream.cache.entry import HEADER_OVERHEAD, CacheEntry
-from slipstream.cache.keys import secondary_key
+from slipstream.cache.keys import request_fields, secondary_key
 from slipstream.cache.memory import MemoryStore
 
 
@@ -102,3 +102,53 @@ def test_a_tag_shared_by_two_variants_survives_dropping_one() -> None:
     clock.now += 2
     assert store.get("u", {"x": "1"}) is None  # expired: dropped
     assert store.purge_tags(["t"]) == 1
+
+
+def in_language(body: bytes, language: bytes, vary: tuple[str, ...] = ("accept-language",)) -> CacheEntry:
+    stored = entry(body, vary)
+    stored.headers.append((b"content-language", language))
+    return stored
+
+
+def accept(value: str) -> dict[str, str]:
+    return request_fields([(b"accept-language", value.encode())], ("accept-language",))
+
+
+def test_a_variant_in_the_language_a_request_prefers_to_all_others_is_reused() -> None:
+    clock = Clock()
+    store = MemoryStore(100_000, clock=clock)
+    german, english = in_language(b"hallo", b"de"), in_language(b"hello", b"en")
+    store.put("u", german, secondary_key(german.vary, accept("en, de")), 10)
+    store.put("u", english, secondary_key(english.vary, accept("en")), 60)
+    assert store.get("u", accept("fr;q=0.5, de;q=1.0")) is german
+    assert store.get("u", accept("EN-us;q=0.1, en")) is english
+    assert store.get("u", accept("de, en")) is german  # its own key: en and de weigh the same
+    assert store.get("u", accept("fr, de")) is None  # fr weighs as much: the origin may have it
+    assert store.get("u", accept("fr")) is None
+    clock.now += 10  # the German variant expires: its language goes with it
+    assert store.get("u", accept("de")) is None
+    assert store.get("u", accept("en")) is english
+
+
+def test_the_language_index_holds_one_item_a_language_and_forgets_dropped_variants() -> None:
+    store = MemoryStore(1_000_000)
+    for index in range(50):
+        german = in_language(b"hallo", b"de")
+        store.put("u", german, secondary_key(german.vary, accept(f"de, x-{index}")), 60)
+    resource = store._resources["u"]
+    assert len(resource.entries) == 50 and resource.languages == {"de": secondary_key(german.vary, accept("de, x-49"))}
+    assert store.get("u", accept("de")) is german
+    store.put("u", entry(vary=german.vary), secondary_key(german.vary, accept("de, x-49")), 60)  # no language now
+    assert resource.languages == {} and store.get("u", accept("de")) is None
+
+
+def test_a_variant_whose_language_changed_or_that_varies_on_more_is_not_reused() -> None:
+    store = MemoryStore(100_000)
+    german = in_language(b"hallo", b"de")
+    store.put("u", german, secondary_key(german.vary, accept("en, de")), 60)
+    german.headers[-1] = (b"content-language", b"fr")  # as a 304 updating the stored fields may
+    assert store.get("u", accept("de")) is None
+    vary = ("accept-language", "x-tenant")
+    tenant = in_language(b"hallo", b"de", vary)
+    store.put("t", tenant, secondary_key(vary, {**accept("en, de"), "x-tenant": "a"}), 60)
+    assert store.get("t", {**accept("de"), "x-tenant": "a"}) is None

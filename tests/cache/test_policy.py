@@ -10,6 +10,7 @@ from slipstream.cache.policy import (
     HEURISTICALLY_CACHEABLE,
     MAX_DELTA_SECONDS,
     NO_DIRECTIVES,
+    UNDERSTOOD_STATUSES,
     Decision,
     RequestDirectives,
     classify,
@@ -182,6 +183,52 @@ def test_storable(overrides: dict[str, Any], expected: str | None) -> None:
 @pytest.mark.parametrize("status", sorted(HEURISTICALLY_CACHEABLE))
 def test_heuristically_cacheable_statuses_store_with_a_default_ttl(status: int) -> None:
     assert _storable(status=status, response_cc=b"", lifetime=30.0) is None
+
+
+MUST_UNDERSTAND = b"max-age=3600, no-store, must-understand"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # RFC 9111 §5.2.2.3: a status code understood, no-store is ignored (cache-tests status-200-must-understand).
+        pytest.param({"status": 200}, None, id="9111-5.2.2.3-200-no-store-ignored"),
+        pytest.param({"status": 404}, None, id="9111-5.2.2.3-404-no-store-ignored"),
+        pytest.param({"status": 302}, None, id="9111-5.2.2.3-302-explicit-freshness"),
+        pytest.param({"status": 503}, None, id="9111-5.2.2.3-503-explicit-freshness"),
+        pytest.param({"response_cc": b"max-age=3600, must-understand"}, None, id="9111-5.2.2.3-without-no-store"),
+        pytest.param({"response_cc": b"must-understand, NO-STORE, max-age=5"}, None, id="9111-5.2.2.3-any-order"),
+        # Not understood: never stored, no-store or not (cache-tests status-599-must-understand).
+        pytest.param({"status": 599}, "must-understand", id="9111-5.2.2.3-599-not-understood"),
+        pytest.param({"status": 299}, "must-understand", id="9111-5.2.2.3-299-not-understood"),
+        pytest.param({"status": 429}, "must-understand", id="9111-5.2.2.3-429-not-understood"),
+        pytest.param({"status": 418}, "must-understand", id="9111-5.2.2.3-418-unused"),
+        pytest.param(
+            {"status": 599, "response_cc": b"max-age=3600, must-understand"},
+            "must-understand",
+            id="9111-5.2.2.3-599-without-no-store",
+        ),
+        pytest.param({"status": 599, "response_cc": b"max-age=3600"}, None, id="9111-3-599-explicit-freshness"),
+        pytest.param({"status": 206}, "status", id="9111-3-206-never-stored"),
+        pytest.param({"status": 304}, "status", id="9111-3-304-never-stored"),
+        # It overrides the response's no-store only: everything else of §3 still holds.
+        pytest.param({"request_cc": b"no-store"}, "no-store", id="9111-5.2.1.5-request-no-store"),
+        pytest.param({"response_cc": MUST_UNDERSTAND + b", private"}, "private", id="9111-5.2.2.7-private"),
+        pytest.param({"has_authorization": True}, "authorization", id="9111-3.5-authorization"),
+        pytest.param({"vary": b"*"}, "vary-star", id="9110-12.5.5-vary-star"),
+        pytest.param(
+            {"status": 302, "response_cc": b"no-store, must-understand"}, "status", id="9111-3-302-needs-freshness"
+        ),
+    ],
+)
+def test_must_understand(overrides: dict[str, Any], expected: str | None) -> None:
+    assert _storable(**{"response_cc": MUST_UNDERSTAND, **overrides}) == expected
+
+
+def test_understood_statuses_are_final_and_storable() -> None:
+    assert HEURISTICALLY_CACHEABLE <= UNDERSTOOD_STATUSES
+    assert all(200 <= status <= 599 and status not in (206, 304) for status in UNDERSTOOD_STATUSES)
+    assert all(_storable(status=status, response_cc=MUST_UNDERSTAND) is None for status in UNDERSTOOD_STATUSES)
 
 
 def _classify(age: float, lifetime: float, cc: bytes = b"", request: RequestDirectives = NO_DIRECTIVES) -> Decision:

@@ -50,6 +50,20 @@ async def test_lua_secondary_key_matches_secondary_key(store: RedisStore, value:
     assert await store.get(PAGE, {"accept-language": value}) is None
 
 
+async def test_a_language_names_its_latest_variant(store: RedisStore, raw: Redis) -> None:
+    await store.put(PAGE, LANG, "\naccept-language:de,en", b"de", 60, (), "de")
+    await store.put(PAGE, LANG, "\naccept-language:en", b"en", 60, (), "en")
+    fields = await raw.hgetall(store.entry_key(PAGE))
+    assert fields[b"@lang:de"] == b"@\naccept-language:de,en" and fields[b"@lang:en"] == b"@\naccept-language:en"
+    assert await store.lookup(PAGE, {"accept-language": "de,en"}, LANG) == (b"de", None)
+    assert await store.lookup(PAGE, {"accept-language": "de,fr;q=0.5"}, LANG) == (b"de", "de")
+    assert await store.lookup(PAGE, {"accept-language": "de,fr;q=0.5"}) == (b"de", "de")  # after a wrong guess
+    assert await store.lookup(PAGE, {"accept-language": "de,fr"}, LANG) is None  # no one language on top
+    assert await store.get(PAGE, {"accept-language": "fr,en;q=0.5"}, LANG) is None
+    await put(store, PAGE, b"t1", vary=("x-tenant",), **{"x-tenant": "t1"})  # a new Vary: the languages go too
+    assert b"@lang:de" not in await raw.hgetall(store.entry_key(PAGE))
+
+
 async def test_changed_vary_drops_old_variants(store: RedisStore, raw: Redis) -> None:
     await put(store, PAGE, b"en", vary=LANG, **{"accept-language": "en"})
     await put(store, PAGE, b"fr", vary=LANG, **{"accept-language": "fr"})

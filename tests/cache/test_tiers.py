@@ -10,9 +10,11 @@ import redis.asyncio
 from prometheus_client import CollectorRegistry
 
 from slipstream import ResponseCache, Settings
+from slipstream.cache.entry import CacheEntry
 from tests.cache.conftest import make_cache
 from tests.middleware.apps import TEXT, decode
 from tests.middleware.test_cache import Origin, stack
+from tests.middleware.test_cache_vary import VARY_CASES, VaryCase
 from tests.redis_server import RedisServer
 from tests.support import call_asgi
 
@@ -58,6 +60,59 @@ async def test_an_l2_hit_costs_one_round_trip(
     # One EVALSHA from the cache (its script reads "@vary", then the variant: the two HGETs inside it);
     # HELLO and INFO are the statistics client's own.
     assert issued == {"cmdstat_evalsha": 1, "cmdstat_hget": 2, "cmdstat_hello": 1, "cmdstat_info": 1}
+
+
+@pytest.mark.parametrize("row", VARY_CASES)
+async def test_vary_selects_by_meaning_in_redis(two_caches: tuple[ResponseCache, ResponseCache], row: VaryCase) -> None:
+    # B's memory tier is empty: what it reuses, Redis picked (the key computed in Python, the variant by Lua).
+    cache_a, cache_b = two_caches
+    origin_a, origin_b = Origin(row.response_headers()), Origin(row.response_headers())
+    await call_asgi(stack(origin_a, cache=cache_a), headers=row.first)
+    result = await call_asgi(stack(origin_b, cache=cache_b), headers=row.second)
+    assert result.headers["x-cache"] == row.outcome
+    assert origin_b.calls == (0 if row.outcome == "HIT" else 1)
+
+
+async def test_a_variant_found_by_language_costs_one_round_trip(
+    redis_server: RedisServer, two_caches: tuple[ResponseCache, ResponseCache]
+) -> None:
+    cache_a, cache_b = two_caches
+    german, english = (
+        [("cache-control", "max-age=60"), ("vary", "Accept-Language"), ("content-language", c)] for c in ("de", "en")
+    )
+    app_a, app_b = stack(Origin(german), cache=cache_a), stack(Origin(english), cache=cache_b)
+    await call_asgi(app_a, headers=[("accept-language", "en, de")])
+    await call_asgi(app_b, headers=[("accept-language", "en")])  # B learns the Vary, holds English only
+    await anyio.sleep(0.1)
+    before = await command_calls(redis_server.url)
+    result = await call_asgi(app_b, headers=[("accept-language", "de, fr;q=0.5")])
+    after = await command_calls(redis_server.url)
+    assert result.headers["x-cache"] == "HIT" and result.headers["content-language"] == "de"
+    issued = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    # "@vary", the exact variant (absent), "@lang:de", the variant it names: one EVALSHA.
+    assert issued == {"cmdstat_evalsha": 1, "cmdstat_hget": 4, "cmdstat_hello": 1, "cmdstat_info": 1}
+
+
+async def test_a_variant_no_longer_in_the_language_is_not_reused(
+    two_caches: tuple[ResponseCache, ResponseCache],
+) -> None:
+    cache_a, cache_b = two_caches
+    page, vary, asked = "http://testserver/", ("accept-language",), [(b"accept-language", b"en, de")]
+
+    def in_language(language: bytes) -> CacheEntry:
+        headers = [(b"content-language", language), (b"cache-control", b"max-age=60")]
+        return CacheEntry(200, headers, language, None, None, time.time(), 0.0, 60.0, vary=vary)
+
+    await cache_a.store(page, in_language(b"de"), asked)
+    found = await cache_b.lookup(page, [(b"accept-language", b"de")])
+    assert found is not None and found[0].body == b"de" and found[1] == "l2"
+    cache_b.memory.clear()
+    await cache_a.store(page, in_language(b"fr"), asked)  # the same key, now French
+    assert cache_a.redis is not None
+    assert await cache_a.redis.client.hget(cache_a.redis.entry_key(page), "@lang:de") is not None  # names it still
+    assert await cache_b.lookup(page, [(b"accept-language", b"de")]) is None
+    found = await cache_b.lookup(page, [(b"accept-language", b"fr")])
+    assert found is not None and found[0].body == b"fr"
 
 
 async def test_purges_reach_other_instances(two_caches: tuple[ResponseCache, ResponseCache]) -> None:

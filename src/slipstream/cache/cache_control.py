@@ -24,6 +24,8 @@ class CacheControl:
     max_age: int | None = None
     s_maxage: int | None = None
     no_store: bool = False
+    # RFC 9111 §5.2.2.3: store only if the status code's caching rules are understood, and then ignore no-store.
+    must_understand: bool = False
     no_cache: bool = False
     private: bool = False
     public: bool = False
@@ -79,6 +81,7 @@ def _parse(value: bytes) -> CacheControl:
         max_age=max_age,
         s_maxage=s_maxage,
         no_store=b"no-store" in found,
+        must_understand=b"must-understand" in found,
         # The qualified forms name fields to drop; a shared cache may treat them as unqualified (§5.2.2.4, §5.2.2.7).
         no_cache=b"no-cache" in found,
         private=b"private" in found,

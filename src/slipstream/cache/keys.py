@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from starlette.types import Scope
+
+from slipstream.cache.negotiated_fields import normalise_accept_charset, normalise_accept_language
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}
 _SPACES_AROUND_COMMAS = re.compile(r"\s*,\s*")
@@ -169,16 +171,30 @@ def normalise_field_value(value: str) -> str:
     return _SPACES_AROUND_COMMAS.sub(",", _WHITESPACE.sub(" ", value.strip()))
 
 
+# Fields whose specifications allow more than folding whitespace; None from one means "fold whitespace only".
+_FIELD_NORMALISERS: dict[str, Callable[[str], str | None]] = {
+    "accept-language": normalise_accept_language,
+    "accept-charset": normalise_accept_charset,
+}
+
+
+def _normalised(name: str, value: str) -> str:
+    specific = _FIELD_NORMALISERS.get(name)
+    normalised = None if specific is None else specific(value)
+    return normalise_field_value(value) if normalised is None else normalised
+
+
 def request_fields(headers: Iterable[tuple[bytes, bytes]], names: Iterable[str] | None = None) -> dict[str, str]:
-    """Normalised values of the request fields ``names`` (all when None); repeated fields are joined with commas."""
+    """Normalised values of the request fields ``names`` (all when None); repeated fields are joined with commas
+    first (RFC 9110 §5.3), so ``Foo: 1`` and ``Foo: 2`` are ``Foo: 1, 2``."""
     wanted = None if names is None else {name.encode("latin-1") for name in names}
     fields: dict[str, str] = {}
     for key, value in headers:
         if wanted is None or key in wanted:
             name = key.decode("latin-1")
-            text = normalise_field_value(value.decode("latin-1"))
+            text = value.decode("latin-1")
             fields[name] = f"{fields[name]},{text}" if name in fields else text
-    return fields
+    return {name: _normalised(name, text) for name, text in fields.items()}
 
 
 def vary_fields(vary_values: Iterable[bytes]) -> tuple[str, ...] | None:

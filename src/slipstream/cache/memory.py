@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from slipstream.cache.entry import HEADER_OVERHEAD, CacheEntry
 from slipstream.cache.keys import secondary_key
+from slipstream.cache.negotiated_fields import content_language, preferred_language, variant_language
 
 
 @dataclass
@@ -19,6 +20,9 @@ class _Resource:
     vary: tuple[str, ...]
     entries: dict[str, tuple[CacheEntry, float]] = field(default_factory=dict)  # secondary -> (entry, expires_at)
     size: int = 0
+    # Content-Language -> the secondary key of the latest variant in it, for a Vary of Accept-Language alone: at
+    # most one item per variant, so bounded with them (their overhead estimate covers it).
+    languages: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -48,6 +52,8 @@ class MemoryStore:
             if resource is None:
                 return None
             secondary = secondary_key(resource.vary, fields)
+            if secondary not in resource.entries and resource.languages:
+                secondary = self._language_variant(resource, fields) or secondary
             found = resource.entries.get(secondary)
             if found is None:
                 return None
@@ -74,6 +80,9 @@ class MemoryStore:
                 self._drop_entry(primary, resource, secondary, keep_empty=True)
                 self._resources.move_to_end(primary)
             resource.entries[secondary] = (entry, self.clock() + ttl)
+            language = variant_language(entry.vary, entry.headers)
+            if language is not None:
+                resource.languages[language] = secondary
             resource.size += size
             self.bytes += size
             for tag in entry.tags:
@@ -130,9 +139,21 @@ class MemoryStore:
             self.delete(oldest)
             self.evictions += 1
 
+    @staticmethod
+    def _language_variant(resource: _Resource, fields: Mapping[str, str]) -> str | None:
+        """The secondary key of a variant in the one language the request prefers to all others, if one is stored:
+        what the origin would choose for it, since it has that language (see README, "Response cache")."""
+        language = preferred_language(fields.get("accept-language", ""))
+        secondary = None if language is None else resource.languages.get(language)
+        found = None if secondary is None else resource.entries.get(secondary)
+        # A 304 may have changed the variant's Content-Language since it was indexed.
+        return secondary if found is not None and content_language(found[0].headers) == language else None
+
     def _drop_entry(self, primary: str, resource: _Resource, secondary: str, keep_empty: bool = False) -> None:
         found = resource.entries.pop(secondary, None)
         if found is not None:
+            for language in [name for name, indexed in resource.languages.items() if indexed == secondary]:
+                del resource.languages[language]
             entry = found[0]
             size = entry.size() + len(primary) + len(secondary)
             resource.size -= size

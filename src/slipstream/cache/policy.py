@@ -36,6 +36,12 @@ __all__ = [
 
 # RFC 9110 §15.1: the status codes a cache may store without explicit freshness.
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# RFC 9111 §5.2.2.3: the status codes whose caching requirements this cache understands, those defined by RFC 9110
+# §15 but 206 (never stored here), 304 (it freshens an entry, never becomes one) and the unused 305, 306 and 418.
+# Any other final status is still stored with explicit freshness, but never with must-understand.
+UNDERSTOOD_STATUSES = frozenset(
+    {200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308, *range(400, 418), 421, 422, 426, *range(500, 506)}
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -105,14 +111,18 @@ def storable(
     "no-freshness". ``has_expires`` says whether the response has an Expires field: like max-age it is explicit
     freshness, which makes any final status storable; without it only heuristically cacheable ones are.
     ``has_cookie``: the request carries cookies. Stricter than RFC 9111 (Varnish's stance): such a response is
-    shared only when it says ``public`` or names Cookie in Vary.
+    shared only when it says ``public`` or names Cookie in Vary. "must-understand": the response says so and its
+    status is not one of UNDERSTOOD_STATUSES.
     """
     if method != "GET":
         return "method"  # HEAD is answered from the GET entry, never stored on its own
     # 206 needs range-aware storage; a 304 freshens an entry rather than becoming one; 1xx is not final.
     if status < 200 or status > 599 or status == 206 or status == 304:
         return "status"
-    if request_cc.no_store or response_cc.no_store:
+    if response_cc.must_understand and status not in UNDERSTOOD_STATUSES:
+        return "must-understand"
+    # §5.2.2.3: must-understand on a status code understood overrides the response's no-store (not the request's).
+    if request_cc.no_store or (response_cc.no_store and not response_cc.must_understand):
         return "no-store"
     if response_cc.private:
         return "private"

@@ -1,12 +1,13 @@
 """The shared L2 tier in Redis: bytes in and out, every call guarded by a circuit breaker, never raising.
 
 Layout under `prefix`: one hash per primary key, ``e:{<xxh3-128 of the primary>}``, with fields ``@vary``
-(comma-joined Vary names), ``@url`` (the primary key) and ``@<secondary key>`` per variant; the sorted sets
-``index`` (every entry) and ``tag:<tag>`` hold entry key names scored by their expiry on the server's clock;
-``l:{<hash>}`` is the fill lock; pub/sub channel ``invalidate``. Nothing outgrows the live entries: every key
-has a TTL (a sorted set's is its longest-lived member's), and each write to a sorted set first drops its expired
-members. Each call touches one entry key or one set key per command, with the primary's hash in a ``{...}`` hash
-tag, so it also runs on a Redis Cluster (``redis+cluster://`` URLs, or a `redis.asyncio.cluster.RedisCluster`
+(comma-joined Vary names), ``@url`` (the primary key), ``@<secondary key>`` per variant and, when the Vary is
+Accept-Language alone, ``@lang:<tag>`` naming the field of the latest variant in that Content-Language; the
+sorted sets ``index`` (every entry) and ``tag:<tag>`` hold entry key names scored by their expiry on the server's
+clock; ``l:{<hash>}`` is the fill lock; pub/sub channel ``invalidate``. Nothing outgrows the live entries: every
+key has a TTL (a sorted set's is its longest-lived member's), and each write to a sorted set first drops its
+expired members. Each call touches one entry key or one set key per command, with the primary's hash in a ``{...}``
+hash tag, so it also runs on a Redis Cluster (``redis+cluster://`` URLs, or a `redis.asyncio.cluster.RedisCluster`
 client), where the scripts of a write go out concurrently rather than pipelined (a cluster pipeline refuses
 EVALSHA). The client must use ``decode_responses=False``.
 
@@ -39,6 +40,7 @@ from slipstream.cache.breaker import CircuitBreaker
 from slipstream.cache.invalidation import ERRORS as _ERRORS
 from slipstream.cache.invalidation import InvalidationListener, aclose
 from slipstream.cache.keys import secondary_key
+from slipstream.cache.negotiated_fields import LANGUAGE_VARY, preferred_language
 
 __all__ = ["CREDENTIAL_FIELDS", "InvalidationListener", "RedisStore"]
 
@@ -49,23 +51,32 @@ _MAX_BATCHES = 10_000  # 5 million keys per purge call: a bound, not an expected
 # Request fields whose values Redis only ever sees as keyed digests.
 CREDENTIAL_FIELDS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
-# ARGV: the Vary the caller expects (comma-joined names), then name, value pairs of the fields it names, and no
-# others. Right, one round trip picks the variant; a different stored Vary comes back as {vary} to ask again with.
+# ARGV: the Vary the caller expects (comma-joined names), the language the request prefers to all others (or ""),
+# then name, value pairs of the fields the Vary names, and no others. Right, one round trip picks the variant, or,
+# when none matches exactly, the one the language points to, as {vary, data}; a different stored Vary comes back as
+# {vary} to ask again with.
 _GET = """
 local vary = redis.call('HGET', KEYS[1], '@vary')
 if not vary then return false end
 if vary ~= ARGV[1] then return {vary} end
 local headers = {}
-for i = 2, #ARGV, 2 do headers[ARGV[i]] = ARGV[i + 1] end
+for i = 3, #ARGV, 2 do headers[ARGV[i]] = ARGV[i + 1] end
 local parts = {'@'}
 for name in string.gmatch(vary, '[^,]+') do parts[#parts + 1] = '\\n' .. name .. ':' .. (headers[name] or '') end
-return redis.call('HGET', KEYS[1], table.concat(parts))
+local found = redis.call('HGET', KEYS[1], table.concat(parts))
+if found or ARGV[2] == '' then return found end
+local field = redis.call('HGET', KEYS[1], '@lang:' .. ARGV[2])
+if field then found = redis.call('HGET', KEYS[1], field) end
+if found then return {vary, found} end
+return false
 """
-# ARGV: vary, url, field, data, ttl. A changed Vary makes every stored variant unreachable, so drop them.
+# ARGV: vary, url, field, data, ttl, language (or ""). A changed Vary makes every stored variant unreachable, so
+# drop them.
 _PUT = """
 local old = redis.call('HGET', KEYS[1], '@vary')
 if old and old ~= ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], '@vary', ARGV[1], '@url', ARGV[2], ARGV[3], ARGV[4])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], '@lang:' .. ARGV[6], ARGV[3]) end
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
 return 1
 """
@@ -212,26 +223,49 @@ class RedisStore:
         """The variant stored for a request with ``fields`` (normalised request fields, in clear: only those the
         stored Vary names are sent, credentials digested). ``vary``: the Vary expected, e.g. the one the memory tier
         knows; a wrong guess costs a second round trip."""
+        found = await self.lookup(primary, fields, vary)
+        return None if found is None else found[0]
+
+    async def lookup(
+        self, primary: str, fields: Mapping[str, str], vary: tuple[str, ...] = ()
+    ) -> tuple[bytes, str | None] | None:
+        """`get`, telling how the variant was found: None for the request's own, or the language the request prefers
+        to all others, when the entry varies on Accept-Language alone and no variant matches exactly (the caller
+        checks the variant is still in that language)."""
         keys = [self.entry_key(primary)]
         for _ in range(2):
-            args = [",".join(vary)]
+            language = preferred_language(fields.get("accept-language", "")) if vary == LANGUAGE_VARY else None
+            args = [",".join(vary), language or ""]
             for name in vary:
                 args += (name, self.wire_value(name, fields.get(name, "")))
             found = await self._guard(functools.partial(self._get, keys=keys, args=args), None)
+            if isinstance(found, bytes):
+                return found, None
             if not isinstance(found, list) or not found:
-                return found if isinstance(found, bytes) else None
+                return None
+            if len(found) == 2:
+                return found[1], language
             stored: bytes = found[0]
             vary = tuple(stored.decode("latin-1").split(",")) if stored else ()
         return None  # the Vary changed between the two calls
 
     async def put(
-        self, primary: str, vary: tuple[str, ...], secondary: str, data: bytes, ttl: float, tags: tuple[str, ...]
+        self,
+        primary: str,
+        vary: tuple[str, ...],
+        secondary: str,
+        data: bytes,
+        ttl: float,
+        tags: tuple[str, ...],
+        language: str | None = None,
     ) -> None:
         """Store one variant for `ttl` seconds (rounded up; nothing is stored when `ttl` <= 0). `secondary` is the
-        variant's key as ``self.secondary(vary, fields)`` makes it, credentials digested."""
+        variant's key as ``self.secondary(vary, fields)`` makes it, credentials digested. ``language``: the
+        variant's `variant_language`, which then points to it."""
         if ttl <= 0:
             return
         seconds = math.ceil(ttl)
+        language = language or ""
         key = self.entry_key(primary)
         sets = [self.index_key, *(self.tag_key(tag) for tag in tags)]
 
@@ -239,7 +273,7 @@ class RedisStore:
             if self.cluster:
                 # The keys live on different nodes, and a cluster pipeline refuses scripts: one concurrent call each.
                 await asyncio.gather(
-                    self._put(keys=[key], args=[",".join(vary), primary, "@" + secondary, data, seconds]),
+                    self._put(keys=[key], args=[",".join(vary), primary, "@" + secondary, data, seconds, language]),
                     *(self._add(keys=[set_key], args=[key, seconds]) for set_key in sets),
                 )
                 return
@@ -247,7 +281,7 @@ class RedisStore:
             # Script objects first asks SCRIPT EXISTS, a second round trip on every put.
             for attempt in range(2):
                 pipe = self.client.pipeline(transaction=False)
-                pipe.evalsha(self._put.sha, 1, key, ",".join(vary), primary, "@" + secondary, data, seconds)
+                pipe.evalsha(self._put.sha, 1, key, ",".join(vary), primary, "@" + secondary, data, seconds, language)
                 for set_key in sets:
                     pipe.evalsha(self._add.sha, 1, set_key, key, seconds)
                 try:

@@ -13,6 +13,7 @@ from slipstream.cache.coalescing import Flight, RecentlyUncacheable, SingleFligh
 from slipstream.cache.entry import CacheEntry, deserialise, serialise
 from slipstream.cache.keys import QueryNormaliser, request_fields, secondary_key, url_key
 from slipstream.cache.memory import MemoryStore
+from slipstream.cache.negotiated_fields import variant_language
 from slipstream.config import Settings
 from slipstream.extras import needs_extra
 
@@ -126,14 +127,17 @@ class ResponseCache:
         if self.redis is None:
             return None
         fields = request_fields(headers)
-        data = await self.redis.get(primary, fields, self.memory.vary_of(primary) or ())
-        if data is None:
+        found = await self.redis.lookup(primary, fields, self.memory.vary_of(primary) or ())
+        if found is None:
             return None
+        data, language = found
         try:
             entry = deserialise(data)
         except ValueError:
             logger.warning("ignoring an unreadable cache entry for %s", primary)
             return None
+        if language is not None and variant_language(entry.vary, entry.headers) != language:
+            return None  # found by a language it no longer has (a later variant took over its key)
         self.memory.put(primary, entry, secondary_key(entry.vary, fields), entry.storage_ttl(self.revalidation_grace))
         return entry, "l2"
 
@@ -144,7 +148,8 @@ class ResponseCache:
         self.uncacheable.discard(primary)  # it is cacheable after all: the next cold miss is coalesced again
         if self.redis is not None:
             secondary = self.redis.secondary(entry.vary, fields)
-            await self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags)
+            language = variant_language(entry.vary, entry.headers)
+            await self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags, language)
 
     def add_variant(self, primary: str, entry: CacheEntry, coding: str, data: bytes, headers: Headers) -> None:
         """Keep an encoding filled on demand, here and (in the background) in Redis."""
@@ -152,7 +157,8 @@ class ResponseCache:
         if self.redis is not None:
             secondary = self.redis.secondary(entry.vary, request_fields(headers, entry.vary))
             ttl = entry.storage_ttl(self.revalidation_grace)
-            self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags))
+            language = variant_language(entry.vary, entry.headers)
+            self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags, language))
 
     @contextlib.asynccontextmanager
     async def fill(self, primary: str, headers: Headers) -> AsyncIterator[Fill]:
