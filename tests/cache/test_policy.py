@@ -201,7 +201,7 @@ MUST_UNDERSTAND = b"max-age=3600, no-store, must-understand"
         # Not understood: never stored, no-store or not (cache-tests status-599-must-understand).
         pytest.param({"status": 599}, "must-understand", id="9111-5.2.2.3-599-not-understood"),
         pytest.param({"status": 299}, "must-understand", id="9111-5.2.2.3-299-not-understood"),
-        pytest.param({"status": 429}, "must-understand", id="9111-5.2.2.3-429-not-understood"),
+        pytest.param({"status": 429}, "status", id="6585-4-429-never-stored"),
         pytest.param({"status": 418}, "must-understand", id="9111-5.2.2.3-418-unused"),
         pytest.param(
             {"status": 599, "response_cc": b"max-age=3600, must-understand"},

@@ -123,6 +123,15 @@ RULES = [
         (Answer(status=404),),
         (Step(status=404), Step(status=404, outcome="HIT", calls=1)),
     ),
+    *[
+        Rule(
+            f"6585-{status}-never-stored",
+            f"RFC 6585: a {status} response MUST NOT be stored by a cache",
+            (Answer(status=status, headers=fields(("cache-control", "public, max-age=3600"))),),
+            (Step(status=status), Step(status=status, outcome="MISS", calls=2)),
+        )
+        for status in (428, 429, 431, 511)
+    ],
     Rule(
         "9111-3-no-freshness-not-stored",
         "slipstream: heuristic freshness is off by default; nothing without explicit freshness is stored",

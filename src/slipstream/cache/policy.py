@@ -42,6 +42,8 @@ HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410
 UNDERSTOOD_STATUSES = frozenset(
     {200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308, *range(400, 418), 421, 422, 426, *range(500, 506)}
 )
+# RFC 6585 §3-§6: responses with these status codes MUST NOT be stored by a cache, whatever they say.
+NEVER_STORED_STATUSES = frozenset({428, 429, 431, 511})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -117,7 +119,7 @@ def storable(
     if method != "GET":
         return "method"  # HEAD is answered from the GET entry, never stored on its own
     # 206 needs range-aware storage; a 304 freshens an entry rather than becoming one; 1xx is not final.
-    if status < 200 or status > 599 or status == 206 or status == 304:
+    if status < 200 or status > 599 or status == 206 or status == 304 or status in NEVER_STORED_STATUSES:
         return "status"
     if response_cc.must_understand and status not in UNDERSTOOD_STATUSES:
         return "must-understand"
