@@ -49,6 +49,8 @@ VARY_CASES = [
     pytest.param(VaryCase("Foo", None, [("foo", "1, 2")], [("foo", "1"), ("foo", "2")], "HIT"), id="9110-5.3-combine"),
     pytest.param(VaryCase("Foo", None, [("foo", "1,2")], [("foo", " 1, 2 ")], "HIT"), id="9110-5.6.1-space"),
     pytest.param(VaryCase("Foo", None, [("foo", "1, 2")], [("foo", "2, 1")], "MISS"), id="9111-4.1-unknown-order"),
+    pytest.param(VaryCase("Foo", None, [], [("foo", "")], "MISS"), id="9111-4.1-absent-is-not-empty"),
+    pytest.param(VaryCase("Foo", None, [("foo", "")], [("foo", "")], "HIT"), id="9111-4.1-empty-matches-empty"),
     # A variant in the language the request prefers to all others (cache-tests vary-normalise-lang-select).
     pytest.param(case("en, de", "de", "fr;q=0.5, de;q=1.0", "HIT"), id="9110-12.5.4-select-by-weight"),
     pytest.param(case("en, de", "DE", "de", "HIT"), id="9110-12.5.4-select-case-insensitive"),

@@ -211,4 +211,6 @@ def vary_fields(vary_values: Iterable[bytes]) -> tuple[str, ...] | None:
 
 
 def secondary_key(vary: tuple[str, ...], fields: Mapping[str, str]) -> str:
-    return "".join(f"\n{name}:{fields.get(name, '')}" for name in vary)
+    """The variant's key: each Vary name with its value; a field the request lacks is the bare name, so it matches
+    only a request lacking it too, not one sending it empty (RFC 9111 §4.1)."""
+    return "".join(f"\n{name}:{fields[name]}" if name in fields else f"\n{name}" for name in vary)

@@ -62,7 +62,10 @@ if vary ~= ARGV[1] then return {vary} end
 local headers = {}
 for i = 3, #ARGV, 2 do headers[ARGV[i]] = ARGV[i + 1] end
 local parts = {'@'}
-for name in string.gmatch(vary, '[^,]+') do parts[#parts + 1] = '\\n' .. name .. ':' .. (headers[name] or '') end
+for name in string.gmatch(vary, '[^,]+') do
+  local value = headers[name]
+  parts[#parts + 1] = value and ('\\n' .. name .. ':' .. value) or ('\\n' .. name)
+end
 local found = redis.call('HGET', KEYS[1], table.concat(parts))
 if found or ARGV[2] == '' then return found end
 local field = redis.call('HGET', KEYS[1], '@lang:' .. ARGV[2])
@@ -187,7 +190,7 @@ class RedisStore:
 
     def secondary(self, vary: tuple[str, ...], fields: Mapping[str, str]) -> str:
         """The secondary key of a variant as stored here: ``secondary_key`` with credentials digested."""
-        return secondary_key(vary, {name: self.wire_value(name, fields.get(name, "")) for name in vary})
+        return secondary_key(vary, {name: self.wire_value(name, fields[name]) for name in vary if name in fields})
 
     def lock_key(self, primary: str) -> str:
         return f"{self.prefix}l:{{{xxhash.xxh3_128_hexdigest(primary.encode())}}}"
