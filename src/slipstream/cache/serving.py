@@ -124,7 +124,12 @@ class EntryResponder:
             preconditions = Preconditions.from_headers(request_headers)
             verdict = None
             if preconditions is not None:
-                verdict = preconditions.evaluate(method, rendering.etag, rendering.last_modified, True)
+                stored_at = None
+                if rendering.last_modified is None and preconditions.if_modified_since is not None:
+                    stored_at = _date_or_received(entry)
+                verdict = preconditions.evaluate(
+                    method, rendering.etag, rendering.last_modified, True, stored_at=stored_at
+                )
             if verdict == NOT_MODIFIED:
                 status, headers, body = NOT_MODIFIED, [*rendering.not_modified_headers, *trailer], b""
             elif verdict is not None:
@@ -157,3 +162,13 @@ class EntryResponder:
         if not if_range_holds(request_header(request_headers, b"if-range"), identity.etag, identity.last_modified):
             return None
         return ranges.single
+
+
+def _date_or_received(entry: CacheEntry) -> float:
+    """What If-Modified-Since is compared with when the entry has no Last-Modified (RFC 9111 §4.3.2): its Date, or
+    the time the cache received it (or, later, the 304 that last freshened it: never a 304 the first would deny)."""
+    for name, value in entry.headers:
+        if name.lower() == b"date":
+            date = parse_http_date(value)
+            return entry.response_time if date is None else float(date)
+    return entry.response_time

@@ -146,8 +146,21 @@ class Preconditions:
         # If-Modified-Since is defined for GET and HEAD only.
         return self.if_match is not None or self.if_none_match is not None or self.if_unmodified_since is not None
 
-    def evaluate(self, method: str, etag: EntityTag | None, last_modified: int | None, exists: bool) -> int | None:
-        """RFC 9110 §13.2.2 order; returns 304, 412 or None to go on with the request."""
+    def evaluate(
+        self,
+        method: str,
+        etag: EntityTag | None,
+        last_modified: int | None,
+        exists: bool,
+        *,
+        stored_at: float | None = None,
+    ) -> int | None:
+        """RFC 9110 §13.2.2 order; returns 304, 412 or None to go on with the request.
+
+        ``stored_at``, for a cache answering from a stored response without Last-Modified: its Date, or the time it
+        was received, which If-Modified-Since is compared with instead (RFC 9111 §4.3.2). If-Unmodified-Since has no
+        such fallback: it is ignored without a modification date (RFC 9110 §13.1.4), and a Date is not one.
+        """
         if self.if_match is not None:
             if not self.if_match.matches_strong(etag, exists):
                 return PRECONDITION_FAILED
@@ -157,7 +170,8 @@ class Preconditions:
         if self.if_none_match is not None:
             if self.if_none_match.matches_weak(etag, exists):
                 return NOT_MODIFIED if method in _SAFE_FOR_304 else PRECONDITION_FAILED
-        elif method in _SAFE_FOR_304 and self.if_modified_since is not None and last_modified is not None:
-            if last_modified <= self.if_modified_since:
+        elif method in _SAFE_FOR_304 and self.if_modified_since is not None:
+            modified = stored_at if last_modified is None else last_modified
+            if modified is not None and modified <= self.if_modified_since:
                 return NOT_MODIFIED
         return None
