@@ -91,6 +91,30 @@ def test_a_route_ttl_may_apply_to_requests_carrying_credentials() -> None:
     assert settings.cache_route_ttls == ("^/me$=60;credentials", r".*\.css$=3600")
 
 
+def test_heuristic_freshness_is_off_unless_asked_for() -> None:
+    assert (Settings().cache_heuristic_fraction, Settings().cache_heuristic_max_seconds) == (0.0, 86400.0)
+    settings = Settings.from_env(
+        {"SLIPSTREAM_CACHE_HEURISTIC_FRACTION": "0.1", "SLIPSTREAM_CACHE_HEURISTIC_MAX_SECONDS": "3600"}
+    )
+    assert (settings.cache_heuristic_fraction, settings.cache_heuristic_max_seconds) == (0.1, 3600.0)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SLIPSTREAM_CACHE_HEURISTIC_FRACTION": "1.5"}, "cache_heuristic_fraction must be between 0 and 1"),
+        ({"SLIPSTREAM_CACHE_HEURISTIC_FRACTION": "-0.1"}, "cache_heuristic_fraction must be between 0 and 1"),
+        ({"SLIPSTREAM_CACHE_HEURISTIC_FRACTION": "nan"}, "cache_heuristic_fraction must be between 0 and 1"),
+        ({"SLIPSTREAM_CACHE_HEURISTIC_FRACTION": "10%"}, "expected a number"),
+        ({"SLIPSTREAM_CACHE_HEURISTIC_MAX_SECONDS": "-1"}, "cache_heuristic_max_seconds must be at least 0"),
+        ({"SLIPSTREAM_CACHE_HEURISTIC_MAX_SECONDS": "nan"}, "cache_heuristic_max_seconds must be at least 0"),
+    ],
+)
+def test_bad_heuristic_freshness_settings(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(environ)
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [

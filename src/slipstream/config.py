@@ -96,6 +96,11 @@ class Settings:
     # requests carrying credentials (Cookie other than ignored ones, Authorization) unless written
     # "regex=seconds;credentials": a private page at a path that looks static must not be shared (cache deception).
     cache_route_ttls: tuple[str, ...] = ()
+    # Heuristic freshness (RFC 9111 §4.2.2) for responses with Last-Modified and no explicit freshness: this fraction
+    # of the time since Last-Modified (0.1 is usual), at most cache_heuristic_max_seconds. 0 turns it off: a cache
+    # inside the app does not start storing responses the app never marked.
+    cache_heuristic_fraction: float = 0.0
+    cache_heuristic_max_seconds: float = 86400.0
     cache_exclude_paths: tuple[str, ...] = ()
     # Query parameters left out of the key, and removed from the request the app sees; glob patterns allowed.
     cache_ignore_query_params: tuple[str, ...] = ("utm_*", "gclid", "fbclid")
@@ -181,6 +186,10 @@ class Settings:
         _check_range("compression_thread_threshold", self.compression_thread_threshold, 0, None)
         for route in self.cache_route_ttls:
             parse_route_ttl(route)
+        if not 0 <= self.cache_heuristic_fraction <= 1:
+            raise ValueError(f"cache_heuristic_fraction must be between 0 and 1, got {self.cache_heuristic_fraction}")
+        if not self.cache_heuristic_max_seconds >= 0:
+            raise ValueError(f"cache_heuristic_max_seconds must be at least 0, got {self.cache_heuristic_max_seconds}")
         for name in self.cache_key_headers:
             if not _FIELD_NAME.fullmatch(name) or name.lower() == "accept-encoding":
                 raise ValueError(

@@ -15,6 +15,7 @@ from slipstream.cache.policy import (
     RequestDirectives,
     classify,
     freshness_lifetime,
+    heuristic_lifetime,
     initial_age,
     invalidates,
     parse_cache_control,
@@ -332,3 +333,72 @@ def test_within_stale_if_error(age: float, cc: bytes, expected: bool) -> None:
 )
 def test_invalidates(method: str, status: int, expected: bool) -> None:
     assert invalidates(method, status) is expected
+
+
+DAYS_EARLIER = b"Sun, 27 Oct 1994 08:49:37 GMT"  # ten days before DATE
+LATER = b"Sun, 06 Nov 1994 08:49:38 GMT"
+
+
+@pytest.mark.parametrize(
+    ("status", "cc", "last_modified", "date", "now", "fraction", "max_seconds", "expected"),
+    [
+        (200, b"", HOUR_EARLIER, DATE, D, 0.1, 86400.0, 360.0),
+        (200, b"", HOUR_EARLIER, DATE, D + 1000, 0.25, 86400.0, 900.0),
+        (200, b"", DAYS_EARLIER, DATE, D, 0.1, 3600.0, 3600.0),
+        (200, b"", HOUR_EARLIER, None, D + 3600, 0.1, 86400.0, 720.0),
+        (200, b"", HOUR_EARLIER, b"not a date", D + 3600, 0.1, 86400.0, 720.0),
+        (200, b"", HOUR_EARLIER, DATE, D, 0.0, 86400.0, None),
+        (200, b"", None, DATE, D, 0.1, 86400.0, None),
+        (200, b"", b"last week", DATE, D, 0.1, 86400.0, None),
+        (200, b"", DATE, DATE, D, 0.1, 86400.0, None),
+        (200, b"", LATER, DATE, D, 0.1, 86400.0, None),
+        (200, b"", HOUR_EARLIER, DATE, D, 0.1, 0.0, None),
+        (404, b"", HOUR_EARLIER, DATE, D, 0.1, 86400.0, 360.0),
+        (204, b"", HOUR_EARLIER, DATE, D, 0.1, 86400.0, 360.0),
+        (201, b"", HOUR_EARLIER, DATE, D, 0.1, 86400.0, None),
+        (503, b"", HOUR_EARLIER, DATE, D, 0.1, 86400.0, None),
+        (599, b"", HOUR_EARLIER, DATE, D, 0.1, 86400.0, None),
+        (599, b"public", HOUR_EARLIER, DATE, D, 0.1, 86400.0, 360.0),
+        (200, b"no-cache", HOUR_EARLIER, DATE, D, 0.1, 86400.0, None),
+    ],
+    ids=[
+        "9111-4.2.2-fraction-of-date-minus-last-modified",
+        "9111-4.2.2-fraction-as-configured",
+        "9111-4.2.2-capped",
+        "9110-6.6.1-no-date-receipt-time",
+        "9110-6.6.1-invalid-date-receipt-time",
+        "off-by-default-fraction-0",
+        "9111-4.2.2-needs-last-modified",
+        "9110-5.6.7-invalid-last-modified",
+        "9111-4.2.2-modified-at-date-nothing",
+        "9110-8.8.2.1-last-modified-after-date",
+        "cap-0-nothing",
+        "9110-15.1-404-heuristically-cacheable",
+        "9110-15.1-204-heuristically-cacheable",
+        "9110-15.1-201-not-heuristically-cacheable",
+        "9110-15.1-503-not-heuristically-cacheable",
+        "9111-4.2.2-599-not-without-public",
+        "9111-4.2.2-public-marks-it-cacheable",
+        "9111-5.2.2.4-no-cache-validates-anyway",
+    ],
+)
+def test_heuristic_lifetime(
+    status: int,
+    cc: bytes,
+    last_modified: bytes | None,
+    date: bytes | None,
+    now: float,
+    fraction: float,
+    max_seconds: float,
+    expected: float | None,
+) -> None:
+    got = heuristic_lifetime(
+        status=status,
+        cc=parse_cache_control(cc),
+        last_modified=last_modified,
+        date=date,
+        now=now,
+        fraction=fraction,
+        max_seconds=max_seconds,
+    )
+    assert got == (None if expected is None else pytest.approx(expected))

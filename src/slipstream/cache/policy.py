@@ -25,6 +25,7 @@ __all__ = [
     "RequestDirectives",
     "classify",
     "freshness_lifetime",
+    "heuristic_lifetime",
     "initial_age",
     "invalidates",
     "parse_cache_control",
@@ -194,3 +195,32 @@ def within_stale_if_error(
 def invalidates(method: str, status: int) -> bool:
     """RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI's entries."""
     return method not in SAFE_METHODS and 200 <= status < 400
+
+
+def heuristic_lifetime(
+    *,
+    status: int,
+    cc: CacheControl,
+    last_modified: bytes | None,
+    date: bytes | None,
+    now: float,
+    fraction: float,
+    max_seconds: float,
+) -> float | None:
+    """RFC 9111 §4.2.2 for a response `freshness_lifetime` found no explicit freshness in: ``fraction`` of the time
+    from Last-Modified to its Date (``now``, the receipt time, without a valid one), at most ``max_seconds``.
+
+    None where no heuristic applies: ``fraction`` 0 (off), no valid Last-Modified or one not before the Date, a
+    status that is not heuristically cacheable without ``public``, or ``no-cache`` (each use is validated anyway).
+    No Warning field is added: RFC 9111 removed it.
+    """
+    if fraction <= 0 or last_modified is None or cc.no_cache:
+        return None
+    if status not in HEURISTICALLY_CACHEABLE and not cc.public:
+        return None
+    modified = parse_http_date(last_modified)
+    if modified is None:
+        return None
+    date_at = None if date is None else parse_http_date(date)
+    lifetime = min(fraction * ((now if date_at is None else date_at) - modified), max_seconds)
+    return lifetime if lifetime > 0 else None

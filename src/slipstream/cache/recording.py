@@ -12,6 +12,7 @@ from slipstream.cache.entry import CacheEntry
 from slipstream.cache.keys import vary_fields
 from slipstream.cache.tags import SURROGATE_KEY
 from slipstream.cache.targeted import response_directives
+from slipstream.config import Settings
 from slipstream.http.capture import IdentityCapture
 from slipstream.http.dates import parse_http_date
 from slipstream.http.headers import RawHeaders
@@ -138,20 +139,23 @@ def build_entry(
     key_headers: tuple[str, ...] = (),
     store_cookie_requests: bool = False,
     targets: tuple[bytes, ...] = (),
+    heuristic_fraction: float = Settings.cache_heuristic_fraction,
+    heuristic_max_seconds: float = Settings.cache_heuristic_max_seconds,
 ) -> CacheEntry | None:
     """The entry to store for a complete GET response, or None when RFC 9111 (or a size limit) says no.
 
     ``key_headers``: request fields the entry is keyed on as if the response named them in Vary.
     ``store_cookie_requests``: a request carrying a Cookie is stored as RFC 9111 allows, not only when the
     response is ``public`` or keyed on the cookie. ``targets``: the targeted fields (RFC 9213) read in place of
-    Cache-Control and Expires, lower-case, most specific first.
+    Cache-Control and Expires, lower-case, most specific first. ``heuristic_*``: `policy.heuristic_lifetime`, for
+    responses without explicit freshness or a route default.
     """
     start, body = recorder.start, recorder.body
     if start is None or body is None or recorder.swallowed:
         return None
     sent = _fields(start.get("headers", ()))
     if default_ttl is None and b"cache-control" not in sent and b"expires" not in sent:
-        if not any(name in sent for name in targets):
+        if not any(name in sent for name in targets) and not (heuristic_fraction > 0 and b"last-modified" in sent):
             # No freshness and no no-cache: nothing to store (see below). The common case of dynamic responses.
             return None
     encoding = sent.get(b"content-encoding")
@@ -164,6 +168,16 @@ def build_entry(
     request = _fields(request_headers)
     response_cc, expires = response_directives(fields, targets)
     lifetime = policy.freshness_lifetime(response_cc, fields.get(b"date"), expires, default_ttl, response_time)
+    if lifetime is None:
+        lifetime = policy.heuristic_lifetime(
+            status=start["status"],
+            cc=response_cc,
+            last_modified=fields.get(b"last-modified"),
+            date=fields.get(b"date"),
+            now=response_time,
+            fraction=heuristic_fraction,
+            max_seconds=heuristic_max_seconds,
+        )
     status: int = start["status"]
     last_modified = fields.get(b"last-modified")
     etag = fields.get(b"etag")
@@ -235,10 +249,17 @@ def freshen(
     request_time: float,
     response_time: float,
     targets: tuple[bytes, ...] = (),
+    *,
+    default_ttl: float | None = None,
+    heuristic_fraction: float = Settings.cache_heuristic_fraction,
+    heuristic_max_seconds: float = Settings.cache_heuristic_max_seconds,
 ) -> None:
     """RFC 9111 §4.3.4 and §3.2: a 304 from the origin updates the stored entry's header fields, any of them (but
     those in ``_NOT_UPDATED``), and with them its freshness, read from the targeted fields as ``build_entry`` reads
-    them; clients get the updated fields from now on."""
+    them; clients get the updated fields from now on.
+
+    Freshness follows `build_entry`'s rule on the updated fields (explicit, else ``default_ttl``, else the
+    heuristic); where none applies the entry keeps the lifetime it had."""
     refreshed = _fields(not_modified.get("headers", ()))
     updates = {name: value for name, value in refreshed.items() if name not in _NOT_UPDATED}
     entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in updates]
@@ -246,6 +267,18 @@ def freshen(
     entry.rendered.clear()
     fields = _fields(entry.headers)
     cc, expires = response_directives(fields, targets)
+    if default_ttl is None:
+        default_ttl = policy.heuristic_lifetime(
+            status=entry.status,
+            cc=cc,
+            last_modified=fields.get(b"last-modified"),
+            date=fields.get(b"date"),
+            now=response_time,
+            fraction=heuristic_fraction,
+            max_seconds=heuristic_max_seconds,
+        )
+    if default_ttl is not None:
+        entry.lifetime = default_ttl  # below, explicit freshness in the updated fields overrides it
     entry.lifetime = policy.freshness_lifetime(cc, fields.get(b"date"), expires, entry.lifetime, response_time) or 0.0
     entry.response_time = response_time
     entry.initial_age = policy.initial_age(refreshed.get(b"age"), fields.get(b"date"), request_time, response_time)

@@ -45,6 +45,8 @@ class CacheMiddleware:
         *,
         cache: ResponseCache | None = None,
         route_ttls: tuple[str, ...] = Settings.cache_route_ttls,
+        heuristic_fraction: float = Settings.cache_heuristic_fraction,
+        heuristic_max_seconds: float = Settings.cache_heuristic_max_seconds,
         exclude_paths: tuple[str, ...] = Settings.cache_exclude_paths,
         ignore_query_params: tuple[str, ...] = Settings.cache_ignore_query_params,
         key_headers: tuple[str, ...] = Settings.cache_key_headers,
@@ -65,6 +67,8 @@ class CacheMiddleware:
         # The settings dataclass validates the options, here as when they come from the environment.
         s = Settings(
             cache_route_ttls=route_ttls,
+            cache_heuristic_fraction=heuristic_fraction,
+            cache_heuristic_max_seconds=heuristic_max_seconds,
             cache_exclude_paths=exclude_paths,
             cache_ignore_query_params=ignore_query_params,
             cache_key_headers=key_headers,
@@ -122,6 +126,8 @@ class CacheMiddleware:
             app,
             cache=instrumentation.cache,
             route_ttls=s.cache_route_ttls,
+            heuristic_fraction=s.cache_heuristic_fraction,
+            heuristic_max_seconds=s.cache_heuristic_max_seconds,
             exclude_paths=s.cache_exclude_paths,
             ignore_query_params=s.cache_ignore_query_params,
             key_headers=s.cache_key_headers,
@@ -261,11 +267,14 @@ class CacheMiddleware:
         inner["method"] = "GET"
         if stale is not None:
             inner["headers"] = _with_validators(scope["headers"], stale)
+        default_ttl = self.rules.default_ttl(scope)
         build = functools.partial(
             build_entry,
             capture=capture,
             request_headers=scope["headers"],
-            default_ttl=self.rules.default_ttl(scope),
+            default_ttl=default_ttl,
+            heuristic_fraction=self.settings.cache_heuristic_fraction,
+            heuristic_max_seconds=self.settings.cache_heuristic_max_seconds,
             allow_set_cookie=self.settings.cache_allow_set_cookie,
             key_headers=self.rules.key_headers,
             store_cookie_requests=self.settings.cache_store_cookie_requests,
@@ -296,7 +305,16 @@ class CacheMiddleware:
             self.outcomes["miss", "none"].inc()
         if stale is not None and recorder.swallowed and recorder.start is not None:
             if recorder.start["status"] == 304:
-                freshen(stale, recorder.start, request_time, response_time, self.targets)
+                freshen(
+                    stale,
+                    recorder.start,
+                    request_time,
+                    response_time,
+                    self.targets,
+                    default_ttl=default_ttl,
+                    heuristic_fraction=self.settings.cache_heuristic_fraction,
+                    heuristic_max_seconds=self.settings.cache_heuristic_max_seconds,
+                )
                 await self.cache.store(primary, stale, scope["headers"])
                 await self._serve(send, scope, primary, stale, "HIT", stale.age(response_time), "origin")
             else:
