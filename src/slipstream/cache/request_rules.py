@@ -79,7 +79,10 @@ class RequestRules:
         origin = target.split("/", 3)[:3]
         for location in locations:
             text = location.decode("latin-1")
-            url = url_key("/".join(origin) + text if text.startswith("/") else text, self.normalise_query)
+            try:
+                url = url_key("/".join(origin) + text if text.startswith("/") else text, self.normalise_query)
+            except ValueError:  # a malformed URL (an unclosed IPv6 bracket) names nothing to invalidate
+                continue
             if url.split("/", 3)[:3] == origin:
                 keys.append(url)
         return keys

@@ -16,6 +16,7 @@ from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import Fill, ResponseCache
 from slipstream.cache.serving import EntryResponder
 from slipstream.cache.targeted import not_sent, target_list
+from slipstream.cache.unsafe import UnsafeRequests
 from slipstream.config import Settings, path_matcher
 from slipstream.exporters.metrics import CompressionBytes
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
@@ -116,6 +117,7 @@ class CacheMiddleware:
             route_ttls=s.cache_route_ttls,
         )
         self.excluded_path = path_matcher(s.cache_exclude_paths)
+        self.unsafe = UnsafeRequests(app, self.cache, self.rules, s, targets=self.targets, not_sent=self.not_forwarded)
 
     @classmethod
     def from_settings(cls, app: ASGIApp, settings: Settings, instrumentation: Instrumentation) -> CacheMiddleware:
@@ -155,7 +157,7 @@ class CacheMiddleware:
             await self.app(scope, receive, self._bypass(send))
             return
         if method not in ("GET", "HEAD"):
-            await self._unsafe(scope, receive, send)
+            await self.unsafe(scope, receive, send)
             return
         if method == "HEAD" and app_handles_head(scope):
             # The app's own HEAD handler answers, not the GET entry; and its bodiless answer is not stored.
@@ -350,23 +352,6 @@ class CacheMiddleware:
                 self.cache.refreshing.discard(key)
 
         self.cache.spawn(refresh())
-
-    async def _unsafe(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Unsafe methods go to the app; a success invalidates the target URI (and Location / Content-Location)."""
-        status = 0
-        locations: list[bytes] = []
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                locations.extend(v for k, v in message.get("headers", ()) if k in (b"location", b"content-location"))
-            await send(message)
-
-        await self.app(scope, receive, edited_start(watch, self.not_sent, []))
-        if policy.invalidates(scope["method"], status):
-            for key in self.rules.invalidated_keys(scope, locations):
-                await self.cache.purge_primary(key)
 
     def _bypass(self, send: Send) -> Send:
         self.outcomes["bypass", "none"].inc()
