@@ -62,10 +62,11 @@ class ConformanceOptions:
         return cls(args.output, configurations, args.id, shlex.join([interpreter, *sys.argv]))
 
 
-def proxy_errors(log: str) -> tuple[int, int]:
-    """Requests on which the app under test raised (uvicorn logs each one), and those the forwarder answered with a
-    502 or 504 (conformance_proxy.py logs each one)."""
-    return log.count("Exception in ASGI application"), log.count(GATEWAY_ERROR)
+def proxy_errors(log: str) -> tuple[int, Counter[str]]:
+    """Requests on which the app under test raised (uvicorn logs each one), and why the forwarder answered others
+    with a 502 or 504 (conformance_proxy.py logs each one as "GATEWAY_ERROR status: method path: reason")."""
+    reasons = Counter(line.split(": ", 2)[-1] for line in log.splitlines() if line.startswith(GATEWAY_ERROR))
+    return log.count("Exception in ASGI application"), reasons
 
 
 def main() -> None:
@@ -88,7 +89,6 @@ def main() -> None:
                 seconds = time.monotonic() - run_started
                 log = proxy.output()
                 exceptions, gateway_errors = proxy_errors(log)
-                print(*(line for line in log.splitlines() if GATEWAY_ERROR in line), sep="\n", file=sys.stderr)
             runs.append(Configuration(name, CONFIGURATIONS[name], results, seconds, exceptions, gateway_errors))
             saved = SUITE / "results" / f"slipstream-{name}.json"
             saved.parent.mkdir(exist_ok=True)

@@ -59,7 +59,7 @@ class Configuration:
     results: Results
     seconds: float
     proxy_exceptions: int
-    gateway_errors: int
+    gateway_errors: Counter[str]
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,14 @@ def differences(tests: dict[str, Test], first: Configuration, second: Configurat
     return lines if len(lines) > 2 else ["None."]
 
 
+def gateway_reasons(reasons: Counter[str]) -> str:
+    """Why the forwarder answered with a 502 or 504: the suite's origin closes the connection on purpose in eight
+    serving-stale tests, sends a Transfer-Encoding no client can read in one, and answers 999 to a request that
+    should have been conditional."""
+    listed = "; ".join(f"{count} times {reason}" for reason, count in reasons.most_common())
+    return f" ({listed})" if listed else ""
+
+
 def report(suite: dict[str, Any], runs: list[Configuration], command: str, node: str, elapsed: float) -> str:
     tests = suite_tests(suite)
     kinds = Counter(test.kind for test in tests.values())
@@ -188,7 +196,7 @@ def report(suite: dict[str, Any], runs: list[Configuration], command: str, node:
     published = [entry for entry in suite["published"] if entry["file"] in vendored]
     title, revision = "HTTP cache conformance (cache-tests)", source_revision()
     lines = report_heading(title, command, revision, PACKAGES, f"node {node}")
-    hop_by_hop = ", ".join(sorted(name.decode().title() for name in HOP_BY_HOP))
+    hop_by_hop = ", ".join(sorted("TE" if name == b"te" else name.decode().title() for name in HOP_BY_HOP))
     lines += [
         f"- Suite: http-tests/cache-tests at commit {SUITE_COMMIT[:12]}, vendored in `bench/conformance/cache-tests/` "
         "with the published results of that commit (its npm release, 0.4.5, is much older: see "
@@ -212,7 +220,8 @@ def report(suite: dict[str, Any], runs: list[Configuration], command: str, node:
     for run in runs:
         lines.append(
             f"- *{run.name}*: {run.description}; the suite ran in {run.seconds:.0f} s; the app raised on "
-            f"{run.proxy_exceptions} requests, the forwarder answered {run.gateway_errors} with a 502 or 504"
+            f"{run.proxy_exceptions} requests; the forwarder answered {run.gateway_errors.total()} with a 502 or 504"
+            f"{gateway_reasons(run.gateway_errors)}"
         )
     lines += [f"- Whole run, installs and servers included: {elapsed:.0f} s\n", "### Counts\n"]
     lines += count_table(tests, runs, published)
