@@ -8,7 +8,7 @@ CHECK_EXTRAS := test,bench
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck unit unit-sqlalchemy-2.0 bench system-deps clean
+.PHONY: demo test lint typecheck unit unit-sqlalchemy-2.0 bench conformance system-deps clean
 # The hooks support SQLAlchemy 2.0 and 2.1: the main environment has the newest, this one the 2.0 series.
 SA20 := .venv-sqlalchemy-2.0
 
@@ -55,6 +55,12 @@ bench: $(STAMPS)/bench
 	$(BIN)/python bench/bench_sqlalchemy.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_load.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_import.py --output bench/RESULTS.md
+	$(BIN)/python bench/bench_conformance.py --output bench/RESULTS.md
+
+# The public HTTP cache conformance suite against slipstream's cache (needs Node.js 20 and npm); also part of bench.
+conformance: $(STAMPS)/bench
+	scripts/install-system-deps.sh --bench
+	$(BIN)/python bench/bench_conformance.py --output bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) $(SA20) .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis

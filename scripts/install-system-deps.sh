@@ -14,6 +14,8 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresq
 # The load benchmark's generator, only for `make bench`.
 if [ "${1:-}" = "--bench" ]; then
     command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+    # Node.js and npm run the HTTP cache conformance suite (bench_conformance.py).
+    command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 
 if [ ${#packages[@]} -eq 0 ]; then
