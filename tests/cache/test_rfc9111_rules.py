@@ -259,6 +259,12 @@ RULES = [
         (Step(), Step(outcome="MISS", calls=2)),
     ),
     Rule(
+        "9111-4.2-dates-any-case",
+        "a cache recipient SHOULD match the field value case-insensitively (Expires, Date)",
+        (Answer(fields(("expires", "thu, 01 JAN 2099 00:00:00 gmt"))),),
+        (Step(), Step(outcome="HIT", calls=1)),
+    ),
+    Rule(
         "9111-4.2.3-age",
         "the current age counts the Age the response arrived with",
         (Answer(STALE),),

@@ -65,3 +65,24 @@ def test_two_digit_years_more_than_50_years_ahead_are_in_the_past_century() -> N
     # In December 2026: 2080 would be 53 years ahead, so -80 is 1980; 2070 is 43 years ahead, so -70 is 2070.
     assert parse_http_date(b"Tuesday, 01-Jan-80 00:00:00 GMT", now=NOW) == 315532800
     assert parse_http_date(b"Wednesday, 01-Jan-70 00:00:00 GMT", now=NOW) == 3155760000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"sun, 06 Nov 1994 08:49:37 GMT", id="weekday"),
+        pytest.param(b"Sun, 06 NOV 1994 08:49:37 GMT", id="month"),
+        pytest.param(b"Sun, 06 Nov 1994 08:49:37 gmt", id="zone"),
+        pytest.param(b"SUNDAY, 06-nov-94 08:49:37 Gmt", id="rfc850"),
+        pytest.param(b"sun nov  6 08:49:37 1994", id="asctime"),
+    ],
+)
+def test_a_cache_matches_dates_case_insensitively(value: bytes) -> None:
+    # RFC 9110 §5.6.7: HTTP-date is case-sensitive; RFC 9111 §4.2: a cache SHOULD match it case-insensitively.
+    assert parse_http_date(value, now=NOW) is None
+    assert parse_http_date(value, now=NOW, ignore_case=True) == SUNDAY
+
+
+def test_ignoring_case_accepts_nothing_else() -> None:
+    assert parse_http_date(b"Sun, 06 Nov 1994 08:49:37 UTC", ignore_case=True) is None
+    assert parse_http_date(b"Sun, 6 Nov 1994 08:49:37 GMT", ignore_case=True) is None

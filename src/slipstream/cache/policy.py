@@ -65,10 +65,10 @@ def freshness_lifetime(
     if cc.max_age is not None:
         return float(cc.max_age)
     if expires is not None:
-        expires_at = parse_http_date(expires)
+        expires_at = parse_http_date(expires, ignore_case=True)
         if expires_at is None:
             return 0.0  # §5.3: an invalid Expires means already expired
-        date_at = None if date is None else parse_http_date(date)
+        date_at = None if date is None else parse_http_date(date, ignore_case=True)
         # RFC 9110 §6.6.1: without a (valid) Date the receipt time stands in for it.
         return max(0.0, float(expires_at - (now if date_at is None else date_at)))
     return default_ttl
@@ -79,7 +79,7 @@ def initial_age(age: bytes | None, date: bytes | None, request_time: float, resp
     two Age fields joined) is read by its first value, as RFC 9111 §5.1 says."""
     first = None if age is None else age.split(b",", 1)[0].strip(b" \t")
     age_value = parse_delta_seconds(first) or 0
-    date_value = None if date is None else parse_http_date(date)
+    date_value = None if date is None else parse_http_date(date, ignore_case=True)
     apparent_age = 0.0 if date_value is None else max(0.0, response_time - date_value)
     corrected_age_value = age_value + (response_time - request_time)
     return max(apparent_age, corrected_age_value)
@@ -218,9 +218,9 @@ def heuristic_lifetime(
         return None
     if status not in HEURISTICALLY_CACHEABLE and not cc.public:
         return None
-    modified = parse_http_date(last_modified)
+    modified = parse_http_date(last_modified, ignore_case=True)
     if modified is None:
         return None
-    date_at = None if date is None else parse_http_date(date)
+    date_at = None if date is None else parse_http_date(date, ignore_case=True)
     lifetime = min(fraction * ((now if date_at is None else date_at) - modified), max_seconds)
     return lifetime if lifetime > 0 else None

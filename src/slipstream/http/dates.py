@@ -2,7 +2,9 @@
 
 A cache must treat an invalid ``Expires`` as a time in the past (RFC 9111 §5.3), so "almost a date" is not a date:
 a zone other than GMT, a two-digit year outside the RFC 850 form, a missing comma, doubled spaces, dashes or dots
-where the format has none, a one-digit hour, or two dates in one field are all invalid.
+where the format has none, a one-digit hour, or two dates in one field are all invalid. The formats are
+case-sensitive (RFC 9110 §5.6.7), but a cache computing freshness SHOULD match them case-insensitively (RFC 9111
+§4.2): ``ignore_case=True`` does, for the cache's Expires, Date and Last-Modified and nothing else.
 """
 
 from __future__ import annotations
@@ -22,24 +24,27 @@ _IMF_FIXDATE = re.compile(rf"(?:{_DAYS}), (\d{{2}}) ({_MONTH}) (\d{{4}}) {_TIME}
 _RFC850 = re.compile(rf"(?:{_LONG_DAYS}), (\d{{2}})-({_MONTH})-(\d{{2}}) {_TIME} GMT")
 # Sun Nov  6 08:49:37 1994
 _ASCTIME = re.compile(rf"(?:{_DAYS}) ({_MONTH}) (\d{{2}}| \d) {_TIME} (\d{{4}})")
+_FORMATS = (_IMF_FIXDATE, _RFC850, _ASCTIME)
+_ANY_CASE = tuple(re.compile(pattern.pattern, re.IGNORECASE) for pattern in _FORMATS)
 # Seconds in a year, near enough for RFC 9110's "more than 50 years in the future" rule of two-digit years.
 _YEAR = 365.25 * 86400
 
 
-def parse_http_date(value: bytes, now: float | None = None) -> int | None:
+def parse_http_date(value: bytes, now: float | None = None, *, ignore_case: bool = False) -> int | None:
     """Seconds since the epoch for an HTTP-date, None if the value is not exactly one.
 
     ``now`` places an RFC 850 two-digit year: a date more than 50 years ahead of it is in the previous century.
     """
+    imf_fixdate, rfc850, asctime = _ANY_CASE if ignore_case else _FORMATS
     try:
         text = value.decode("ascii").strip(" \t")
     except UnicodeDecodeError:
         return None
-    match = _IMF_FIXDATE.fullmatch(text)
+    match = imf_fixdate.fullmatch(text)
     if match is not None:
         day, month, year, hour, minute, second = match.groups()
         return _timestamp(int(year), month, day, hour, minute, second)
-    match = _RFC850.fullmatch(text)
+    match = rfc850.fullmatch(text)
     if match is not None:
         day, month, short_year, hour, minute, second = match.groups()
         current = time.time() if now is None else now
@@ -48,7 +53,7 @@ def parse_http_date(value: bytes, now: float | None = None) -> int | None:
         if found is not None and found > current + 50 * _YEAR:
             found = _timestamp(century - 100 + int(short_year), month, day, hour, minute, second)
         return found
-    match = _ASCTIME.fullmatch(text)
+    match = asctime.fullmatch(text)
     if match is not None:
         month, day, hour, minute, second, year = match.groups()
         return _timestamp(int(year), month, day.strip(), hour, minute, second)
@@ -58,7 +63,7 @@ def parse_http_date(value: bytes, now: float | None = None) -> int | None:
 def _timestamp(year: int, month: str, day: str, hour: str, minute: str, second: str) -> int | None:
     if not 1 <= year <= 9999:
         return None
-    number = _MONTHS.index(month) + 1
+    number = _MONTHS.index(month.title()) + 1
     if not 1 <= int(day) <= calendar.monthrange(year, number)[1]:
         return None
     if int(hour) > 23 or int(minute) > 59 or int(second) > 60:  # 60: a leap second
