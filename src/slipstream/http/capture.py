@@ -15,8 +15,11 @@ class IdentityCapture:
     """``negotiated``: compression chose the coding of this response, so a client accepting none of the codings
     (not even identity) gets 406 and one refusing identity gets a coding whatever the type and size.
     ``compressible``: the response's type and status allow encoding. ``start``/``body``: the identity
-    response as the app sent it, recorded when compression replaced it with an encoded one."""
+    response as the app sent it, recorded when compression replaced it with an encoded one. ``revalidation``: the
+    cache is revalidating a stored response, so a 304 made inside it may carry every field of the 200 (RFC 9110
+    §15.4.5 allows metadata that guides cache updates) and the stored response is refreshed with all of them."""
 
+    revalidation: bool = False
     negotiated: bool = False
     compressible: bool = False
     start: Message | None = None

@@ -253,7 +253,7 @@ class CacheMiddleware:
         """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored.
 
         For a miss, ``fill`` hears as soon as the response shows it will not be stored, so nobody waits for it."""
-        capture = IdentityCapture()
+        capture = IdentityCapture(revalidation=stale is not None)
         inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
         follow_scope(inner)
         # What the client gets unless a revalidation or an error turns it into a HIT or STALE (noted then).

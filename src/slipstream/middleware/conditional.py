@@ -8,6 +8,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.config import Settings
+from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.dates import parse_http_date
 from slipstream.http.headers import RawHeaders
 from slipstream.http.preconditions import (
@@ -42,6 +43,8 @@ _PROBE_DROPS = CONDITIONAL_HEADERS | {
 # What a GET answers when there is no current representation (If-Match fails, If-None-Match: * passes).
 _NO_REPRESENTATION = frozenset({404, 410})
 _PASS, _HOLD, _DROP = range(3)
+# What a 304 cannot repeat of its 200, even to a cache: it has no body.
+_BODY_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class ConditionalMiddleware:
@@ -93,7 +96,9 @@ class ConditionalMiddleware:
             if preconditions is None and not generate:
                 await self.app(scope, receive, send)
                 return
-            responder = _ConditionalResponder(self, send, preconditions, method, generate)
+            capture = scope.get(CAPTURE_SCOPE_KEY)
+            refresh = isinstance(capture, IdentityCapture) and capture.revalidation
+            responder = _ConditionalResponder(self, send, preconditions, method, generate, refresh)
             await self.app(scope, receive, responder.send)
             return
         if (
@@ -143,7 +148,17 @@ class ConditionalMiddleware:
 class _ConditionalResponder:
     """Per-request state for GET and HEAD: adds an ETag, then evaluates the preconditions."""
 
-    __slots__ = ("downstream", "generate", "is_head", "method", "middleware", "preconditions", "start", "state")
+    __slots__ = (
+        "downstream",
+        "generate",
+        "is_head",
+        "method",
+        "middleware",
+        "preconditions",
+        "refresh",
+        "start",
+        "state",
+    )
 
     def __init__(
         self,
@@ -152,9 +167,12 @@ class _ConditionalResponder:
         preconditions: Preconditions | None,
         method: str,
         generate: bool,
+        refresh: bool = False,
     ) -> None:
+        """``refresh``: the request is a cache's revalidation, whose 304 repeats every field of the 200."""
         self.middleware = middleware
         self.generate = generate
+        self.refresh = refresh
         self.downstream = downstream
         self.preconditions = preconditions
         self.method = method
@@ -221,7 +239,13 @@ class _ConditionalResponder:
         self.state = _DROP
         self.middleware.replaced[outcome].inc()
         if outcome == NOT_MODIFIED:
-            await _send_not_modified(self.downstream, start.get("headers", ()))
+            headers = start.get("headers", ())
+            if self.refresh:
+                headers = [(k, v) for k, v in headers if k.lower() not in _BODY_FIELDS]
+            else:
+                headers = not_modified_headers(headers)
+            await self.downstream({"type": "http.response.start", "status": NOT_MODIFIED, "headers": headers})
+            await self.downstream({"type": "http.response.body", "body": b""})
         else:
             await send_precondition_failed(self.downstream, self.method)
         return False
@@ -284,8 +308,3 @@ def _validators(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> tuple[
         elif name == b"last-modified":
             last_modified = parse_http_date(value)
     return etag, last_modified
-
-
-async def _send_not_modified(send: Send, headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> None:
-    await send({"type": "http.response.start", "status": NOT_MODIFIED, "headers": not_modified_headers(headers)})
-    await send({"type": "http.response.body", "body": b""})
