@@ -1,7 +1,7 @@
 """HTTP cache conformance: the public cache-tests suite (the one behind cache-tests.fyi) run against slipstream, next
 to the published results of the shared caches for the same tests.
 
-    python bench/bench_conformance.py [--output bench/RESULTS.md] [--config cache-only|install] [--id TEST_ID]
+    python bench/bench_conformance.py [--output bench/RESULTS.md] [--config cache-only|install|opt-ins] [--id TEST_ID]
 
 Needs Node.js 20 or newer and npm (conformance_suite.py says where the suite comes from). The suite's origin server
 runs on a free loopback port; for each configuration a uvicorn on another serves bench/conformance_proxy.py's
@@ -39,8 +39,10 @@ CONFIGURATIONS = {
     "cache-only": "CacheMiddleware with its defaults over the forwarder: the cache's own conformance",
     "install": "`install(app, Settings(metrics_port=None))`: the whole default stack (cache, compression, generated "
     "ETags, timing) over the forwarder, as users run it",
+    "opt-ins": "CacheMiddleware over the forwarder with `heuristic_fraction=0.1` and `allow_set_cookie=True`, the "
+    "two behaviours the defaults leave off on purpose (README, Response cache)",
 }
-FACTORIES = {"cache-only": "cache_only", "install": "installed"}
+FACTORIES = {"cache-only": "cache_only", "install": "installed", "opt-ins": "opt_ins"}
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,12 @@ def cache_only() -> ASGIApp:
     return slipstream.CacheMiddleware(origin_forwarder())
 
 
+def opt_ins() -> ASGIApp:
+    """Configuration (c): the cache alone with the two opt-ins the defaults leave off on purpose: heuristic
+    freshness (10% of the time since Last-Modified) and storing responses that set cookies."""
+    return slipstream.CacheMiddleware(origin_forwarder(), heuristic_fraction=0.1, allow_set_cookie=True)
+
+
 def installed() -> Starlette:
     """Configuration (b): what users run, ``install()`` with the default settings (compression and generated ETags
     on) but for the metrics port, which would be a second listening socket and changes no response."""
