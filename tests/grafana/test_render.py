@@ -80,6 +80,9 @@ def test_the_values_reach_every_file(tmp_path: Path) -> None:
             "fit in the SLO",
         ),
         (["--selector", 'job!~".*"'], "no simple label value passes"),
+        (["--slo-period", "30days"], "not a duration like 5m, 6h or 30d"),
+        (["--min-request-rate", "0"], "min_request_rate must be above 0"),
+        (["--runbook-url", ""], "the runbook URL must not be empty"),
     ],
 )
 def test_values_that_cannot_work_are_refused(
@@ -90,11 +93,22 @@ def test_values_that_cannot_work_are_refused(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
 
 
-def test_a_burn_window_is_checked_as_it_is_parsed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("window", "reason"),
+    [
+        ("page:5m/1h:14.4", "the short window 1h must be shorter than the long one, 5m"),
+        ("sms:1h/5m:14.4", "a burn window's severity is page or ticket, not 'sms'"),
+        ("page:1h/5m:0", "a burn-rate factor must be above 0"),
+        ("page:1h:14.4", "not a burn window like page:1h/5m:14.4"),
+    ],
+)
+def test_a_burn_window_is_checked_as_it_is_parsed(
+    window: str, reason: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     with pytest.raises(SystemExit) as stopped:
-        main(["grafana", "render", "--out", str(tmp_path), "--burn-window", "page:5m/1h:14.4"])
+        main(["grafana", "render", "--out", str(tmp_path), "--burn-window", window])
     assert stopped.value.code == 2
-    assert "the short window 1h must be shorter than the long one, 5m" in capsys.readouterr().err
+    assert reason in capsys.readouterr().err
 
 
 def test_the_latency_buckets_are_the_environments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

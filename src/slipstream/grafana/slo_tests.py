@@ -69,11 +69,12 @@ def _scenarios(
     values: GrafanaValues, slo: str, alert: Alert, pairs: list[BurnWindow], step: int, evaluation: int
 ) -> list[Data]:
     budget = values.budget(slo)
-    warm = max(_minutes(w.long) for w in pairs)
     tests: list[Data] = []
     for pair in pairs:
         bad = _burn_share(pair, pairs, budget)
         long, short = _minutes(pair.long), _minutes(pair.short)
+        # Quiet first for as long as the longest window of a slower pair, so that pair reads mostly quiet minutes.
+        warm = max((_minutes(w.long) for w in pairs if _minutes(w.long) > long), default=0)
         # Stopped: burning long enough to fill the long window, then quiet for the short one. The burn is stronger, so
         # the long window stays clearly above the threshold with the quiet minutes in it.
         quiet = short + evaluation
@@ -86,12 +87,13 @@ def _scenarios(
                 Burn(quiet, 0),
             ],
         }
-        for name, burns in cases.items():
+        for name, phases in cases.items():
+            burns = [burn for burn in phases if burn.minutes]
             firing = _fires(burns, pairs, budget, step)
             if firing is not None:
                 tests.append(_test(values, slo, alert, f"{slo} {name}", burns, step, firing))
     steady = min(w.factor for w in pairs) * budget / 2
-    healthy = [Burn(warm + max(_minutes(w.long) + _minutes(w.short) for w in pairs) + evaluation, steady)]
+    healthy = [Burn(max(_minutes(w.long) + _minutes(w.short) for w in pairs) + evaluation, steady)]
     tests.append(_test(values, slo, alert, f"{slo} healthy at {steady:.4g}", healthy, step, False))
     return tests
 
