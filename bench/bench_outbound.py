@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ async def prepare(base_url: str, calls: int) -> list[list[CallContender]]:
 async def run_benchmark(options: BenchmarkOptions) -> str:
     with running_servers({"api": "outbound_server:create_app"}) as servers:
         groups = await prepare(f"http://{LLM_HOST}:{servers['api'].port}", options.requests)
+        load_before = os.getloadavg()[0]
         gc.collect()
         gc.freeze()  # setup's objects out of the collector's way, so that each collect between contenders costs little
         try:
@@ -66,7 +68,7 @@ async def run_benchmark(options: BenchmarkOptions) -> str:
                     await contender.client.aclose()
                     if contender.spans is not None:
                         contender.spans.provider.shutdown()
-    return report(groups, options)
+    return report(groups, options, (load_before, os.getloadavg()[0]))
 
 
 def overheads(contender: CallContender, bare: CallContender) -> list[float]:
@@ -78,11 +80,13 @@ def overhead_ratios(ours: CallContender, theirs: CallContender, bare: CallConten
     return [o / t for o, t in zip(overheads(ours, bare), overheads(theirs, bare), strict=True)]
 
 
-def report(groups: Sequence[Sequence[CallContender]], options: BenchmarkOptions) -> str:
+def report(groups: Sequence[Sequence[CallContender]], options: BenchmarkOptions, load: tuple[float, float]) -> str:
     rounds = len(groups[0][0].cpu)
     lines = report_heading("Outbound-call benchmark", options.command, source_revision(), PACKAGES)
     lines += [
-        f"- Rounds: {rounds}, each of {options.requests} calls per contender, one workload after the other",
+        f"- Rounds: {rounds}, each of {options.requests} calls per contender, one workload after the other; load "
+        f"average (1 minute) {load[0]:.1f} as the rounds began, {load[1]:.1f} as they ended: the CPUs were shared "
+        "with other work, which the interleaved rounds and per-round differences are there to absorb",
         "- Server: uvicorn (h11, asyncio loop) serving bench/outbound_server.py on a free port of 127.0.0.1, in a "
         "process of its own: its CPU is not counted. Each contender is an `httpx.AsyncClient(timeout=10)` of its own "
         "(keep-alive: one connection, reused), calling `await client.get(url)` / `client.post(url, content=..., "
@@ -103,7 +107,7 @@ def report(groups: Sequence[Sequence[CallContender]], options: BenchmarkOptions)
         "`meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])`: spans and its duration histogram "
         "(`http.client.duration`, the old conventions, its default), aggregated and never exported, as Prometheus "
         "metrics are until scraped. Its span ends when the response headers are in, before the body is read; "
-        "slipstream's at the end of the body. It reads no token usage",
+        "slipstream's at the end of the body, so it does nothing per streamed chunk. It reads no token usage",
         "- Spans: every contender that makes spans has its own SDK `TracerProvider(sampler=ALWAYS_ON)` with a "
         "`BatchSpanProcessor` (default sizes) over an exporter that counts the spans and discards them; the calls "
         "have no parent span. Before timing, each contender was checked to answer the bare client's body, to count "

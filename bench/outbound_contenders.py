@@ -16,7 +16,8 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from prometheus_client import CollectorRegistry
 
 from harness import request_scope
-from outbound_server import CHAT_PATH, EVENTS, ITEM_PATH, MODEL, SERVED_MODEL, request_body
+from outbound_server import CHAT_PATH, COMPLETION, EVENTS, ITEM_PATH, MODEL, SERVED_MODEL, request_body
+from outbound_server import ITEM as ITEM_BODY
 from slipstream import Settings, instrument_httpx
 from slipstream.exporters.otel import Telemetry
 from slipstream.instrumentation import Instrumentation
@@ -62,12 +63,16 @@ class Workload:
         return body, chunks
 
 
-ITEM = Workload(f"GET {ITEM_PATH}: a JSON document of about 250 bytes", ITEM_PATH)
+ITEM = Workload(f"GET {ITEM_PATH}: a JSON document of {len(ITEM_BODY)} bytes", ITEM_PATH)
 CHAT_JSON = Workload(
-    f"POST {CHAT_PATH}: a chat completion answered as JSON, with usage", CHAT_PATH, request_body(False), llm=True
+    f"POST {CHAT_PATH}: a chat completion answered as JSON ({len(COMPLETION)} bytes), with usage",
+    CHAT_PATH,
+    request_body(False),
+    llm=True,
 )
 CHAT_STREAM = Workload(
-    f"POST {CHAT_PATH}, stream: {len(EVENTS)} server-sent events, usage in the last but one",
+    f"POST {CHAT_PATH}, stream: {len(EVENTS)} server-sent events ({len(b''.join(EVENTS))} bytes), usage in the "
+    "last but one",
     CHAT_PATH,
     request_body(True),
     stream=True,
