@@ -51,6 +51,30 @@ def test_an_overlong_line_is_skipped_not_kept() -> None:
     assert (usage.input_tokens, usage.output_tokens) == (5, 7)
 
 
+class CountingUsage(Usage):
+    """A Usage that counts the JSON documents it was given."""
+
+    absorbed = 0
+
+    def absorb(self, document: object) -> None:
+        self.absorbed += 1
+        super().absorb(document)
+
+
+@pytest.mark.parametrize("spacing", [b"", b" "])
+def test_only_events_that_may_say_something_new_are_parsed(spacing: bytes) -> None:
+    # OpenAI with include_usage: the model and "usage": null on every chunk, the counts on the last one.
+    chunk = b'data: {"object":"chat.completion.chunk","model":"m-1","choices":[{"delta":{"content":"hi"}}],"usage"'
+    usage = CountingUsage()
+    reader = EventStreamReader(usage)
+    for _ in range(20):
+        reader.feed(chunk + b":" + spacing + b"null}\n\n")
+    reader.feed(OPENAI_LAST + b"data: [DONE]\n\n")
+    reader.close()
+    assert (usage.provider, usage.response_model, usage.input_tokens, usage.output_tokens) == ("openai", "m-1", 5, 7)
+    assert usage.absorbed == 2  # the first chunk, for the model, and the last, for the counts
+
+
 def test_a_json_body_is_read_whole_and_bounded() -> None:
     usage = Usage()
     reader = JsonBodyReader(usage)

@@ -71,8 +71,12 @@ class Usage:
 
 
 class EventStreamReader:
-    """Feeds the ``data:`` lines of a text/event-stream that mention a model or usage to ``usage``, chunk by chunk;
-    only the unfinished last line is kept between chunks."""
+    """Feeds ``usage`` the ``data:`` lines of a text/event-stream that may tell it something new, chunk by chunk;
+    only the unfinished last line is kept between chunks.
+
+    OpenAI names the model in every chunk, and with ``include_usage`` adds ``"usage":null`` to each but the last:
+    parsing them all cost ~5 µs a chunk. So a line is parsed only if it has a usage that is not null, or names a
+    model while none is known yet."""
 
     def __init__(self, usage: Usage) -> None:
         self.usage = usage
@@ -87,11 +91,17 @@ class EventStreamReader:
         if len(self._partial) > MAX_EVENT_LINE:
             self._partial, self._skipping = b"", True
         for line in lines:
-            if line.startswith(b"data:") and (b'"usage"' in line or b'"model"' in line):
+            if line.startswith(b"data:") and self._may_tell(line):
                 try:
                     self.usage.absorb(json.loads(line[5:].strip()))
                 except ValueError:
                     continue
+
+    def _may_tell(self, line: bytes) -> bool:
+        at = line.find(b'"usage"')
+        if at >= 0 and not line[at + 7 : at + 16].lstrip(b": \t").startswith(b"null"):
+            return True
+        return self.usage.response_model is None and b'"model"' in line
 
     def close(self) -> None:
         if self._partial and not self._skipping:
