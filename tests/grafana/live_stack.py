@@ -2,7 +2,8 @@
 ``uvicorn --workers 2`` in multiprocess mode behind ``slipstream sidecar``; every process on a free loopback port.
 
 The load makes every kind of series the dashboards read: successes, 5xx (a failing statement), cache misses and
-hits, 304 and 412, compressed bodies, request bodies, slow statements, an N+1, @timed operations.
+hits, 304 and 412, compressed bodies, request bodies, slow statements, an N+1, @timed operations, and calls to the
+demo's stand-in LLM API (tokens, cost, and a 503 every other round).
 """
 
 from __future__ import annotations
@@ -162,5 +163,8 @@ class Load(threading.Thread):
         self._get(client, "GET", f"/quote/{self.rounds % 20}")  # @timed operations
         self._get(client, "GET", "/reports/broken")  # 500: a statement on a missing table
         self._get(client, "GET", "/logo.png")
+        self._get(client, "GET", "/assistant", params={"q": f"round {self.rounds}"})  # an LLM call: tokens, cost
+        if self.rounds % 2 == 0:
+            self._get(client, "GET", "/assistant", params={"overloaded": "1"})  # the model's 503, the route's 502
         if self.rounds % 5 == 0:
             self._get(client, "GET", "/reports/slow")  # a slow statement

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from slipstream.config import DURATION_BUCKETS
 from slipstream.exporters.metrics import Metrics
+from slipstream.outbound.metrics import OutboundMetrics
 
 RATE_INTERVAL_STAND_IN = "1234567ms"
 RATE_INTERVAL = timedelta(milliseconds=1234567)
@@ -24,10 +25,11 @@ COUNTER_FUNCTIONS = {"rate", "irate", "increase"}
 
 
 def _histogram_series() -> frozenset[str]:
-    """The ``_bucket``, ``_count`` and ``_sum`` series of slipstream's histograms, from their definitions (a gauge may
-    end in ``_count`` too: ``db_client_connection_count``)."""
+    """The ``_bucket``, ``_count`` and ``_sum`` series of slipstream's histograms, outbound ones included, from their
+    definitions (a gauge may end in ``_count`` too: ``db_client_connection_count``)."""
     registry = CollectorRegistry()
     Metrics.register(registry, DURATION_BUCKETS)
+    OutboundMetrics.register(registry, DURATION_BUCKETS, "USD")
     families = [family for family in registry.collect() if family.type == "histogram"]
     return frozenset(f"{family.name}{suffix}" for family in families for suffix in ("_bucket", "_count", "_sum"))
 

@@ -21,13 +21,14 @@ def load(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def test_the_four_dashboards_keep_their_uids() -> None:
+def test_the_five_dashboards_keep_their_uids() -> None:
     uids = {load(path)["uid"]: path.name for path in DASHBOARDS}
     assert uids == {
         "slipstream-overview": "slipstream-overview.json",
         "slipstream-cache": "slipstream-cache.json",
         "slipstream-database": "slipstream-database.json",
         "slipstream-operations": "slipstream-operations.json",
+        "slipstream-outbound": "slipstream-outbound.json",
     }
 
 
@@ -84,6 +85,10 @@ MISTAKES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "a histogram bucket without rate": (
         set_expr(f"histogram_quantile(0.9, sum by (le) (http_server_request_duration_seconds_bucket{HERE}))"),
         "counter http_server_request_duration_seconds_bucket",
+    ),
+    "an outbound histogram read raw": (
+        set_expr(f"sum(http_client_request_duration_seconds_count{HERE})"),
+        "counter http_client_request_duration_seconds_count is not inside rate()",
     ),
     "not PromQL": (set_expr('sum(rate(x{job=~"$job"}[$__rate_interval])'), "is not PromQL"),
     "no unit": (lambda d: first_panel(d)["fieldConfig"]["defaults"].pop("unit"), "unit None is not one of Grafana's"),

@@ -1,7 +1,8 @@
 """grafana/ against the real thing: the demo app under uvicorn (one process, and two workers behind the sidecar)
 under a bounded load, scraped by a real Prometheus that loads the shipped rules.
 
-Every rule evaluates without error; the route error-ratio alert is pending or firing while the load makes 5xx; every
+Every rule evaluates without error; the route error-ratio alert is pending or firing while the load makes 5xx, and
+the upstream one while the stand-in model answers 503 to a third of the calls; every
 query of every panel, its variables substituted and ``$__rate_interval`` a concrete window, returns data from both
 ways of serving, except what multiprocess mode cannot have (the per-process collectors and the pool gauges, which
 must then be empty, not broken) and the week-ago comparison of a Prometheus a minute old. Each expression is parsed
@@ -93,19 +94,29 @@ def rules_in_error(prometheus: PrometheusServer) -> list[str]:
     broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] == "err"]
     if broken:
         pytest.fail("rules fail to evaluate:\n" + "\n".join(broken))
-    assert len(rules) == 52, [r["name"] for r in rules]
+    assert len(rules) == 56, [r["name"] for r in rules]
     return [f"{r['name']} is {r['health']}" for r in rules if r["health"] != "ok"]
 
 
 def error_alerts_missing(prometheus: PrometheusServer) -> list[str]:
+    wanted = {
+        ("SlipstreamRouteErrorRatioHigh", "http_route", "/reports/broken"),
+        ("SlipstreamUpstreamErrorRatioHigh", "server_address", "model.demo.internal"),
+    }
     seen = {
-        alert["labels"]["job"]
+        (alert["labels"]["alertname"], label, value, alert["labels"]["job"])
         for alert in prometheus.alerts()
-        if alert["labels"]["alertname"] == "SlipstreamRouteErrorRatioHigh"
-        and alert["labels"].get("http_route") == "/reports/broken"
+        for name, label, value in wanted
+        if alert["labels"]["alertname"] == name
+        and alert["labels"].get(label) == value
         and alert["state"] in {"pending", "firing"}
     }
-    return [f"no SlipstreamRouteErrorRatioHigh for {job}'s /reports/broken" for job in JOBS.values() if job not in seen]
+    return [
+        f"no {name} for {job}'s {value}"
+        for name, label, value in sorted(wanted)
+        for job in JOBS.values()
+        if (name, label, value, job) not in seen
+    ]
 
 
 def panels_without_their_data(prometheus: PrometheusServer, served: dict[str, Served]) -> Callable[[], list[str]]:
@@ -137,7 +148,7 @@ def test_the_dashboards_and_rules_on_a_live_prometheus(tmp_path: Path) -> None:
             load.start()
             try:
                 poll("rules not evaluated", lambda: rules_in_error(prometheus), stack, prometheus)
-                poll("the error-ratio alert", lambda: error_alerts_missing(prometheus), stack, prometheus)
+                poll("the error-ratio alerts", lambda: error_alerts_missing(prometheus), stack, prometheus)
                 poll("panels", panels_without_their_data(prometheus, served), stack, prometheus)
                 # The variables list both jobs, and each job's instance.
                 jobs = prometheus.api("label/job/values", **{"match[]": 'up{job=~"slipstream.*"}'})
@@ -149,3 +160,4 @@ def test_the_dashboards_and_rules_on_a_live_prometheus(tmp_path: Path) -> None:
                 load.stop()
     assert not load.failures, load.failures[:5]
     assert load.statuses.get(500, 0) >= 2 and load.statuses.get(304, 0) >= 1 and load.statuses.get(412, 0) >= 1
+    assert load.statuses.get(502, 0) >= 2, "the stand-in model never answered 503"

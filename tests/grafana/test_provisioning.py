@@ -68,7 +68,7 @@ def test_panels_have_unique_ids_and_tile_the_grid(path: Path) -> None:
 
 def test_the_tables_merge_their_queries_into_sortable_columns() -> None:
     tables = [panel for path in DASHBOARDS for panel in load(path)["panels"] if panel["type"] == "table"]
-    assert len(tables) == 2
+    assert len(tables) == 3
     for table in tables:
         columns = table["transformations"][1]["options"]["renameByName"]
         assert table["transformations"][0]["id"] == "merge"

@@ -46,6 +46,7 @@ def test_the_values_reach_every_file(tmp_path: Path) -> None:
     command = ["grafana", "render", "--out", str(out), "--selector", 'job="shop"', "--availability-objective", "0.999"]
     command += ["--latency-threshold", "0.25", "--latency-objective", "0.99", "--burn-window", "page:2h/10m:10"]
     command += ["--memory-limit", str(512 * 1024**2), "--runbook-url", "https://runbooks.example/slipstream.md"]
+    command += ["--upstream-error-ratio", "0.2", "--llm-budget-per-hour", "2.5"]
     assert main(command) == 0
     recorded = (out / "rules/slipstream-recording.rules.yml").read_text()
     assert 'http_server_request_duration_seconds_count{job="shop"}' in recorded
@@ -56,10 +57,18 @@ def test_the_values_reach_every_file(tmp_path: Path) -> None:
     assert "BurnRateSlow" not in alerting, "no ticket window was given"
     assert 'process_resident_memory_bytes{job="shop"} > 536870912' in alerting
     assert "https://runbooks.example/slipstream.md#slipstreamtargetdown" in alerting
+    exprs = {rule["alert"]: rule["expr"] for rule in yaml.safe_load(alerting)["groups"][0]["rules"]}
+    assert ") > 0.2\nand\n" in exprs["SlipstreamUpstreamErrorRatioHigh"]
+    assert exprs["SlipstreamLlmSpendHigh"].endswith('{job="shop"}[1h])) * 3600 > 2.5')
+    outbound = json.loads((out / "dashboards/slipstream-outbound.json").read_text())
+    lines = {panel["title"]: panel["fieldConfig"]["defaults"]["thresholds"]["steps"][-1] for panel in outbound["panels"]
+             if panel["type"] == "timeseries"}  # fmt: skip
+    assert lines["Error ratio by host"]["value"] == 0.2 and lines["Cost per hour by model"]["value"] == 2.5
     variables = json.loads((out / "dashboards/slipstream-overview.json").read_text())["templating"]["list"]
     assert {v["name"]: v.get("query") for v in variables}["job"] == 'label_values(up{job="shop"}, job)'
     runbook = (out / "RUNBOOK.md").read_text()
     assert "99.9% of requests answered without a 5xx" in runbook and "512 MiB" in runbook
+    assert "more than 20% of the calls a job made" in runbook and "budget of 2.5 per hour" in runbook
     assert sorted(p.name for p in (out / "tests").iterdir()) == [
         "alerts.test.yml",
         "regression.test.yml",
@@ -83,6 +92,8 @@ def test_the_values_reach_every_file(tmp_path: Path) -> None:
         (["--slo-period", "30days"], "not a duration like 5m, 6h or 30d"),
         (["--min-request-rate", "0"], "min_request_rate must be above 0"),
         (["--runbook-url", ""], "the runbook URL must not be empty"),
+        (["--upstream-error-ratio", "1.5"], "upstream_error_ratio is a ratio between 0 and 1"),
+        (["--llm-budget-per-hour", "0"], "llm_budget_per_hour must be above 0"),
     ],
 )
 def test_values_that_cannot_work_are_refused(
@@ -140,7 +151,7 @@ def test_every_alert_links_to_its_own_runbook_section() -> None:
     runbook = (GRAFANA / "RUNBOOK.md").read_text()
     anchors = {github_anchor(line[3:]) for line in runbook.splitlines() if line.startswith("## ")}
     names = [alert.name for alert in alerts(GrafanaValues())]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 17
     for alert in alerts(GrafanaValues()):
         url = alert.rule(GrafanaValues())["annotations"]["runbook_url"]  # type: ignore[index,call-overload]
         assert url == f"RUNBOOK.md#{alert.name.lower()}"

@@ -38,7 +38,7 @@ def alert_rules() -> list[dict[str, Any]]:
 def test_promtool_checks_the_rules_and_the_prometheus_example() -> None:
     checked = promtool("check", "rules", *map(str, RULE_FILES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 15 rules found" in checked.stdout and "SUCCESS: 37 rules found" in checked.stdout
+    assert "SUCCESS: 17 rules found" in checked.stdout and "SUCCESS: 39 rules found" in checked.stdout
     # The example configuration loads both rule files (check config checks them too).
     config = promtool("check", "config", "prometheus.yml")
     assert config.returncode == 0 and "SUCCESS: 2 rule files found" in config.stdout, config.stdout + config.stderr
@@ -99,6 +99,8 @@ def test_promtool_unit_tests_pass_for_the_shipped_values_and_for_others(tmp_path
         memory_limit=512 * 1024**2,
         latency_regression=0.5,
         n_plus_one_share=0.3,
+        upstream_error_ratio=0.25,
+        llm_budget_per_hour=0.5,
         burn_windows=(BurnWindow("page", "1h", "5m", 14.4), BurnWindow("ticket", "1d", "2h", 3)),
     )
     write(other, tmp_path)

@@ -9,8 +9,8 @@ after the burn does. Descriptions use labels only (no ``$value``), so the promto
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from slipstream.grafana.alert_rule import Alert, label
+from slipstream.grafana.outbound_rules import outbound_alerts
 from slipstream.grafana.promql import (
     DB_DURATION,
     REQUEST_DURATION,
@@ -29,34 +29,6 @@ CACHE = "slipstream_cache_requests_total"
 DB_LABELS = "db_system_name, db_operation_name, db_collection_name"
 
 
-def label(name: str) -> str:
-    """The alert template for one of its labels."""
-    return f"{{{{ $labels.{name} }}}}"
-
-
-@dataclass(frozen=True)
-class Alert:
-    name: str
-    expr: str
-    severity: str
-    summary: str
-    description: str
-    duration: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def rule(self, values: GrafanaValues) -> dict[str, Data]:
-        rule: dict[str, Data] = {"alert": self.name, "expr": self.expr}
-        if self.duration:
-            rule["for"] = self.duration
-        rule["labels"] = {"severity": self.severity, **self.labels}
-        rule["annotations"] = {
-            "summary": self.summary,
-            "description": self.description,
-            "runbook_url": f"{values.runbook_url}#{self.name.lower()}",
-        }
-        return rule
-
-
 def alert_rules(values: GrafanaValues) -> dict[str, Data]:
     """The alert rules file: one group."""
     return {"groups": [{"name": "slipstream.alerts", "rules": [a.rule(values) for a in alerts(values)]}]}
@@ -64,7 +36,14 @@ def alert_rules(values: GrafanaValues) -> dict[str, Data]:
 
 def alerts(values: GrafanaValues) -> list[Alert]:
     """Every alert, in the order of the runbook."""
-    return [*_http(values), *_slo(values), *_cache(values), *_database(values), *_process(values)]
+    return [
+        *_http(values),
+        *_slo(values),
+        *_cache(values),
+        *_database(values),
+        *outbound_alerts(values),
+        *_process(values),
+    ]
 
 
 def _pct(ratio: float) -> str:

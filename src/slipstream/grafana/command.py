@@ -79,7 +79,7 @@ def configure_grafana(grafana: argparse.ArgumentParser, settings: Settings) -> N
         type=float,
         default=_DEFAULTS.min_request_rate,
         metavar="PER_SECOND",
-        help="requests/s a route or a cache needs before its ratio alerts (default: %(default)s)",
+        help="requests/s a route, a cache or an upstream host needs before its ratio alerts (default: %(default)s)",
     )
     option(
         "--cache-hit-ratio",
@@ -124,6 +124,21 @@ def configure_grafana(grafana: argparse.ArgumentParser, settings: Settings) -> N
         help="share of a route's requests with an N+1 finding that raises a warning (default: %(default)s)",
     )
     option(
+        "--upstream-error-ratio",
+        type=float,
+        default=_DEFAULTS.upstream_error_ratio,
+        metavar="RATIO",
+        help="share of a job's calls to one host that fail before it warns (default: %(default)s)",
+    )
+    option(
+        "--llm-budget-per-hour",
+        type=float,
+        default=_DEFAULTS.llm_budget_per_hour,
+        metavar="AMOUNT",
+        help="what a job's LLM calls may cost per hour, in the apps' gen_ai_currency, before it warns "
+        "(default: %(default)s)",
+    )
+    option(
         "--runbook-url",
         default=_DEFAULTS.runbook_url,
         metavar="URL",
@@ -157,6 +172,8 @@ def run_render(args: argparse.Namespace) -> int:
             memory_limit=args.memory_limit,
             latency_regression=args.latency_regression,
             n_plus_one_share=args.n_plus_one_share,
+            upstream_error_ratio=args.upstream_error_ratio,
+            llm_budget_per_hour=args.llm_budget_per_hour,
             latency_buckets=tuple(args.latency_buckets),
             runbook_url=args.runbook_url,
         )

@@ -7,12 +7,20 @@ The names are slipstream's own series (``slipstream.exporters.metrics``); record
 from __future__ import annotations
 
 __all__ = [
+    "CALL_FAILED",
+    "CLIENT_CALLS",
+    "CLIENT_DURATION",
     "DB_DURATION",
+    "GEN_AI_COST",
+    "GEN_AI_DURATION",
     "REQUESTS",
     "REQUEST_DURATION",
     "ROUTE_ERRORS",
     "ROUTE_REQUESTS",
     "SERVER_ERROR",
+    "TOKEN_USAGE",
+    "UPSTREAM_CALLS",
+    "UPSTREAM_ERRORS",
     "select",
     "sli_errors",
     "sli_ratio",
@@ -24,10 +32,19 @@ REQUEST_DURATION = "http_server_request_duration_seconds"
 REQUESTS = f"{REQUEST_DURATION}_count"
 DB_DURATION = "db_client_operation_duration_seconds"
 SERVER_ERROR = 'http_response_status_code=~"5.."'
+# Outbound calls (slipstream.outbound.metrics): an error_type is set for a status from 400 on or for no answer at all.
+CLIENT_DURATION = "http_client_request_duration_seconds"
+CLIENT_CALLS = f"{CLIENT_DURATION}_count"
+CALL_FAILED = 'error_type!=""'
+TOKEN_USAGE = "gen_ai_client_token_usage"
+GEN_AI_DURATION = "gen_ai_client_operation_duration_seconds"
+GEN_AI_COST = "slipstream_gen_ai_cost_total"
 
 # Recorded series. Per-instance rates keep job and instance, so dashboards can still select on both.
 ROUTE_REQUESTS = "job_instance_route:slipstream_http_requests:rate5m"
 ROUTE_ERRORS = "job_instance_route:slipstream_http_errors:rate5m"
+UPSTREAM_CALLS = "job_instance_server:slipstream_http_client_calls:rate5m"
+UPSTREAM_ERRORS = "job_instance_server:slipstream_http_client_errors:rate5m"
 
 
 def sli_requests(window: str) -> str:

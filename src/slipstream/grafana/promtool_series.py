@@ -17,7 +17,7 @@ _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]
 _TEMPLATE = re.compile(r"\{\{ \$labels\.([a-zA-Z_][a-zA-Z0-9_]*) \}\}")
 # Recording groups before the alerts, so that an evaluation's alerts read the rates recorded at the same instant
 # (promtool's default order is random, and a rate recorded an evaluation earlier may be past the 5-minute lookback).
-GROUP_ORDER = ["slipstream.http.rules", "slipstream.slo.rules", "slipstream.alerts"]
+GROUP_ORDER = ["slipstream.http.rules", "slipstream.slo.rules", "slipstream.outbound.rules", "slipstream.alerts"]
 # Values a label may take in a test, tried in order against the selector's regular expressions.
 _CANDIDATES = ("slipstream", "app", "api", "web", "prod", "default", "x")
 

@@ -16,6 +16,7 @@ from slipstream.grafana.alerts import alert_rules, alerts
 from slipstream.grafana.cache_dashboard import cache_dashboard
 from slipstream.grafana.database_dashboard import database_dashboard
 from slipstream.grafana.operations_dashboard import operations_dashboard
+from slipstream.grafana.outbound_dashboard import outbound_dashboard
 from slipstream.grafana.overview import overview_dashboard
 from slipstream.grafana.rule_tests import alert_test_files
 from slipstream.grafana.rules import recording_rules
@@ -30,6 +31,7 @@ DASHBOARDS: dict[str, Callable[[GrafanaValues], dict[str, Any]]] = {
     "dashboards/slipstream-cache.json": cache_dashboard,
     "dashboards/slipstream-database.json": database_dashboard,
     "dashboards/slipstream-operations.json": operations_dashboard,
+    "dashboards/slipstream-outbound.json": outbound_dashboard,
 }
 RULE_FILES = ("rules/slipstream-recording.rules.yml", "rules/slipstream-alerts.rules.yml")
 HEADER = "# Rendered by `slipstream grafana render`: render again with your values rather than editing this file.\n"
@@ -133,6 +135,7 @@ def _runbook(values: GrafanaValues) -> str:
             "pool_usage",
             "n_plus_one_share",
             "latency_regression",
+            "upstream_error_ratio",
         )
     }
     fields = {
@@ -143,6 +146,7 @@ def _runbook(values: GrafanaValues) -> str:
         "memory_limit": byte_size(values.memory_limit),
         "quantile": f"p{values.latency_objective * 100:g}",
         "min_request_rate": f"{values.min_request_rate:g}",
+        "llm_budget_per_hour": f"{values.llm_budget_per_hour:g}",
         "slo_period": values.slo_period,
         "windows": "\n".join(
             f"| {w.alert_severity} ({w.severity}) | {w.long} and {w.short} | {w.factor:g}x | "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from slipstream.grafana.alerts import Alert, alerts
-from slipstream.grafana.promql import DB_DURATION, REQUEST_DURATION, REQUESTS
+from slipstream.grafana.promql import CLIENT_CALLS, DB_DURATION, GEN_AI_COST, REQUEST_DURATION, REQUESTS
 from slipstream.grafana.promtool_series import (
     GROUP_ORDER,
     Phase,
@@ -30,7 +30,7 @@ WEEK = 7 * 24 * 60
 def alert_test_files(values: GrafanaValues, rule_files: list[str]) -> dict[str, Data]:
     """``{file name: test file}``: ``alerts.test.yml`` (1-minute steps) and ``regression.test.yml`` (a week of data)."""
     tests = _Tests(values)
-    groups = [*tests.http(), *tests.cache(), *tests.database(), *tests.process()]
+    groups = [*tests.http(), *tests.cache(), *tests.database(), *tests.outbound(), *tests.process()]
     return {
         "alerts.test.yml": {
             "rule_files": rule_files,
@@ -157,6 +157,34 @@ class _Tests:
         saturated = {"job": job, "instance": instance, "pool_name": "postgresql://app@db/shop"}
         groups.append(self.group("one pool saturated", "SlipstreamPoolSaturated", 20, pools, [saturated]))
         groups.append(self.group("one pool timing out", "SlipstreamPoolTimeouts", 10, timeouts, [saturated]))
+        return groups
+
+    def outbound(self) -> list[Data]:
+        """One host failing (by status and by exception), one failing rarely, a quiet one always; then twice the LLM
+        budget per hour spread over two models, and half of it."""
+        v, job = self.values, self.base["job"]
+        bad = min(v.upstream_error_ratio * 5, (v.upstream_error_ratio + 1) / 2)
+        series: Series = []
+        for host, share in (("api.openai.com", bad), ("payments.internal", v.upstream_error_ratio * 0.3)):
+            call = {"http_request_method": "POST", "server_address": host}
+            series.append(
+                (CLIENT_CALLS, {**call, "http_response_status_code": "200"}, self.grow(self.rate * (1 - share), 30))
+            )
+            failed = {**call, "http_response_status_code": "503", "error_type": "503"}
+            series.append((CLIENT_CALLS, failed, self.grow(self.rate * share / 2, 30)))
+            series.append((CLIENT_CALLS, {**call, "error_type": "ReadTimeout"}, self.grow(self.rate * share / 2, 30)))
+        quiet = {"http_request_method": "GET", "server_address": "cron.internal", "error_type": "ConnectError"}
+        series.append((CLIENT_CALLS, quiet, self.grow(v.min_request_rate * 60 * 0.3, 30)))
+        name = f"calls to api.openai.com failing at {bad:.3g}, payments.internal rarely, a quiet host always"
+        firing = [{"job": job, "server_address": "api.openai.com"}]
+        groups = [self.group(name, "SlipstreamUpstreamErrorRatioHigh", 30, series, firing)]
+        for name, times, fires in (("twice the LLM budget", 2.0, True), ("half the LLM budget", 0.5, False)):
+            per_minute = v.llm_budget_per_hour * times / 60
+            spend: Series = [
+                (GEN_AI_COST, {"model": "gpt-4o-2024-08-06"}, self.grow(per_minute * 0.6, 70)),
+                (GEN_AI_COST, {"model": "claude-sonnet-4-5"}, self.grow(per_minute * 0.4, 70)),
+            ]
+            groups.append(self.group(name, "SlipstreamLlmSpendHigh", 70, spend, [{"job": job}] if fires else []))
         return groups
 
     def process(self) -> list[Data]:

@@ -1,10 +1,11 @@
 """Recording rules: what the alerts and the dashboards share.
 
-Two groups. ``slipstream.http.rules``: per-route request and 5xx rates over 5 minutes (the error-ratio alert, the
+Three groups. ``slipstream.http.rules``: per-route request and 5xx rates over 5 minutes (the error-ratio alert, the
 overview's route panels). ``slipstream.slo.rules``: for every window a burn-rate condition reads, the request,
 5xx and too-slow rates per job and instance, then the SLI error ratio per job and ``slo`` (``availability``,
 ``latency``), as Sloth records ``slo:sli_error:ratio_rate<window>``. The per-instance rates let the dashboards
 select on job and instance and still agree with the alerts; the alerts read the per-job ratios.
+``slipstream.outbound.rules``: per-host call and error rates of outbound calls, from ``outbound_rules``.
 
 Rules of a group run in order and see what the rules before them recorded in the same evaluation, so each ratio
 is computed from the rates just recorded.
@@ -12,6 +13,7 @@ is computed from the rates just recorded.
 
 from __future__ import annotations
 
+from slipstream.grafana.outbound_rules import outbound_group
 from slipstream.grafana.promql import (
     REQUEST_DURATION,
     REQUESTS,
@@ -32,7 +34,7 @@ __all__ = ["recording_rules"]
 
 def recording_rules(values: GrafanaValues) -> dict[str, Data]:
     """The recording rules file: its groups, as Prometheus' ``rule_files`` reads them."""
-    return {"groups": [_http_group(values), _slo_group(values)]}
+    return {"groups": [_http_group(values), _slo_group(values), outbound_group(values)]}
 
 
 def _http_group(values: GrafanaValues) -> dict[str, Data]:

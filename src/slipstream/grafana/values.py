@@ -114,6 +114,11 @@ class GrafanaValues:
     memory_limit: int = 1024**3
     latency_regression: float = 0.2
     n_plus_one_share: float = 0.1
+    # Share of a job's calls to one host that fail (a status from 400 on, or no answer) before it warns; the host needs
+    # min_request_rate calls/s too.
+    upstream_error_ratio: float = 0.05
+    # What a job's LLM calls may cost per hour (in the apps' gen_ai_currency) before it warns.
+    llm_budget_per_hour: float = 10.0
     # The request duration buckets of the apps (Settings.timing_buckets): the latency threshold must be one.
     latency_buckets: tuple[float, ...] = field(default=DURATION_BUCKETS)
     runbook_url: str = "RUNBOOK.md"
@@ -123,7 +128,7 @@ class GrafanaValues:
             raise ValueError(f'the selector must be label matchers like job=~"api|worker", got {self.selector!r}')
         for name in ("availability_objective", "latency_objective", "error_ratio", "cache_hit_ratio"):
             _ratio(name, getattr(self, name))
-        for name in ("pool_usage", "n_plus_one_share"):
+        for name in ("pool_usage", "n_plus_one_share", "upstream_error_ratio"):
             _ratio(name, getattr(self, name))
         if not self.burn_windows:
             raise ValueError("at least one burn window is needed")
@@ -149,7 +154,7 @@ class GrafanaValues:
                 f"the slow statement threshold {self.slow_statement:g} s must be a bound of the statement duration "
                 f"buckets ({', '.join(f'{b:g}' for b in DB_DURATION_BUCKETS)})"
             )
-        for name in ("min_request_rate", "latency_regression", "memory_limit"):
+        for name in ("min_request_rate", "latency_regression", "memory_limit", "llm_budget_per_hour"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
         if not self.runbook_url:
