@@ -94,7 +94,7 @@ def rules_in_error(prometheus: PrometheusServer) -> list[str]:
     broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] == "err"]
     if broken:
         pytest.fail("rules fail to evaluate:\n" + "\n".join(broken))
-    assert len(rules) == 56, [r["name"] for r in rules]
+    assert len(rules) == 57, [r["name"] for r in rules]
     return [f"{r['name']} is {r['health']}" for r in rules if r["health"] != "ok"]
 
 

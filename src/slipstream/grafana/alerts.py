@@ -138,6 +138,15 @@ def _cache(v: GrafanaValues) -> list[Alert]:
             "serves as if Redis were absent (memory tier only) and its circuit breaker retries now and then.",
             "5m",
         ),
+        Alert(
+            "SlipstreamRedisBreakerOpen",
+            f"max by (job, instance) ({select('slipstream_cache_redis_breaker_open', v.selector)}) > 0",
+            "warning",
+            "The circuit breaker in front of Redis has stayed open: the shared cache tier is skipped.",
+            f"The Redis circuit breaker of {label('instance')} of {label('job')} has been open for 10 minutes: "
+            "every instance behind it fills and serves its own memory tier, so the app sees more misses.",
+            "10m",
+        ),
     ]
 
 

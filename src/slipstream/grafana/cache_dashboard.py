@@ -4,7 +4,7 @@ bytes saved per coding, and the 304 / 412 answers of conditional requests."""
 from __future__ import annotations
 
 from slipstream.grafana.layout import dashboard
-from slipstream.grafana.panels import Json, Panel, Query, Row, rate, stat, timeseries
+from slipstream.grafana.panels import Json, Panel, Query, Row, here, rate, stat, timeseries
 from slipstream.grafana.promql import REQUESTS
 from slipstream.grafana.values import GrafanaValues
 
@@ -14,6 +14,7 @@ CACHE = "slipstream_cache_requests_total"
 SERVED = 'result=~"hit|stale"'
 LOOKUPS = 'result=~"hit|stale|miss"'
 REDIS_ERRORS = "slipstream_cache_redis_errors_total"
+BREAKER = "slipstream_cache_redis_breaker_open"
 GIVEN = "slipstream_compression_input_bytes_total"
 MADE = "slipstream_compression_output_bytes_total"
 CONDITIONAL = "slipstream_conditional_responses_total"
@@ -77,8 +78,7 @@ def cache_dashboard(v: GrafanaValues) -> Json:
         ),
         timeseries(
             "Hits by tier",
-            "Hits per second by the tier that had the entry. The Redis circuit breaker's state is not exported: an "
-            "open breaker shows as l2 hits stopping while the Redis errors go on at its retry pace.",
+            "Hits per second by the tier that had the entry: while the Redis circuit breaker is open, l2 hits stop.",
             "reqps",
             Query(rate(CACHE, SERVED, by="tier"), "{{tier}}"),
         ),
@@ -87,6 +87,13 @@ def cache_dashboard(v: GrafanaValues) -> Json:
             "Redis calls that failed or timed out, per instance: those requests were served as if Redis were absent.",
             "ops",
             Query(rate(REDIS_ERRORS, by="instance"), "{{instance}}"),
+        ),
+        timeseries(
+            "Redis circuit breaker",
+            "1 while an instance's circuit breaker in front of Redis is open (Redis skipped, one trial call now and "
+            "then), 0 while closed; with several workers, the highest of them.",
+            "short",
+            Query(f"max by (instance) ({here(BREAKER)})", "{{instance}}"),
         ),
         Row("Compression"),
         timeseries(

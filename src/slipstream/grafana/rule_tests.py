@@ -116,6 +116,10 @@ class _Tests:
             groups.append(
                 self.group(name, "SlipstreamRedisErrors", 15, [(errors, {}, self.grow(per_minute, 15))], firing)
             )
+        breaker = "slipstream_cache_redis_breaker_open"
+        for name, state in (("Redis breaker stuck open", 1.0), ("Redis breaker closed", 0.0)):
+            firing = [{"job": job, "instance": instance}] if state else []
+            groups.append(self.group(name, "SlipstreamRedisBreakerOpen", 20, [(breaker, {}, gauge(state, 20))], firing))
         return groups
 
     def database(self) -> list[Data]:
