@@ -134,3 +134,11 @@ def test_prices_by_exact_name_then_longest_prefix() -> None:
     assert prices.cost("gpt-4o-2024-08-06", 1_000_000, 0) == 2.5
     assert prices.cost("gpt-4o-mini-2024-07-18", 0, 1_000_000) == 0.6
     assert prices.cost("claude", 10, 10) is None
+
+
+def test_a_long_request_is_searched_not_parsed() -> None:
+    content = 'quoting {"model": "not-this-one"} ' + "x" * 100_000
+    body = json.dumps({"messages": [{"role": "user", "content": content}], "model": "gpt-long"}).encode()
+    assert len(body) > 64 * 1024
+    assert request_model(body) == "gpt-long"
+    assert request_model(b'{"messages": "' + b"y" * 70_000 + b'"}') is None

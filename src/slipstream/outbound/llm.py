@@ -11,10 +11,14 @@ and ``usage`` of its ``message_delta``; ``response.model`` / ``response.usage`` 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 # A JSON body kept past this size is not read for usage (LLM answers are far smaller).
 MAX_JSON_BODY = 4 * 1024 * 1024
+# A request body over this size is searched for its model rather than parsed.
+MAX_PARSED_REQUEST = 64 * 1024
+_MODEL_MEMBER = re.compile(rb'"model"[ \t\r\n]*:[ \t\r\n]*"([^"\\]{1,256})"')
 # A streamed line longer than this is skipped, not kept whole.
 MAX_EVENT_LINE = 1024 * 1024
 KNOWN_PROVIDERS = {"api.openai.com": "openai", "api.anthropic.com": "anthropic"}
@@ -135,9 +139,14 @@ class JsonBodyReader:
 
 
 def request_model(body: bytes) -> str | None:
-    """The ``model`` an LLM request names in its JSON body, if any."""
-    if not body or len(body) > MAX_JSON_BODY or b'"model"' not in body:
+    """The ``model`` an LLM request names in its JSON body, if any. A body over MAX_PARSED_REQUEST (a long prompt)
+    is not parsed on the event loop: its first ``"model": "..."`` member is taken, which inside a JSON string would
+    be escaped (``\\"model\\"``) and so cannot match."""
+    if not body or b'"model"' not in body:
         return None
+    if len(body) > MAX_PARSED_REQUEST:
+        found = _MODEL_MEMBER.search(body)
+        return None if found is None else found.group(1).decode("utf-8", "replace")
     try:
         document = json.loads(body)
     except ValueError:
