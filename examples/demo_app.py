@@ -15,7 +15,8 @@ import random
 import tempfile
 from collections.abc import AsyncIterator
 
-from sqlalchemy import ForeignKey, String, create_engine, select
+from sqlalchemy import ForeignKey, String, create_engine, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -53,6 +54,10 @@ LOGO = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 NOTES: dict[int, tuple[int, str]] = {1: (1, "first note")}
+# About 0.2 s in SQLite: a million rows counted one by one.
+SLOW_STATEMENT = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) SELECT count(*) FROM n"
+)
 
 
 class Base(DeclarativeBase):
@@ -118,6 +123,23 @@ def authors_eager(request: Request) -> Response:
     return PlainTextResponse("\n".join(rows) + "\n")
 
 
+def slow_report(request: Request) -> Response:
+    """One statement slow enough for the slow-query log (db_slow_query_threshold, 0.1 s by default)."""
+    with Session(engine) as session:
+        total = session.scalar(text(SLOW_STATEMENT))
+    return PlainTextResponse(f"counted to {total}\n")
+
+
+def broken_report(request: Request) -> Response:
+    """A statement on a table that does not exist: a statement error in the metrics, and a 500 for the caller."""
+    with Session(engine) as session:
+        try:
+            session.execute(text("SELECT count(*) FROM sales"))
+        except OperationalError:
+            return PlainTextResponse("the sales table is missing\n", status_code=500)
+    return PlainTextResponse("the sales table exists after all\n")
+
+
 async def report(request: Request) -> Response:
     """Not cached: each request shows its own operations in Server-Timing."""
     item = ITEMS[int(request.path_params["item_id"]) % len(ITEMS)]
@@ -177,6 +199,8 @@ app = Starlette(
         Route("/quote/{item_id:int}", report),
         Route("/authors", authors),
         Route("/authors/eager", authors_eager),
+        Route("/reports/slow", slow_report),
+        Route("/reports/broken", broken_report),
     ]
 )
 # Everything on: the environment's settings, plus the JSON report next to /metrics.
@@ -212,6 +236,8 @@ Try:
   curl -s -o /dev/null -D - {base}/quote/3 | grep -i server-timing       # app, render, price quote: the bottleneck
   curl -s -o /dev/null -D - {base}/authors | grep -i server-timing       # db: 9 queries (and an N+1 warning in the log)
   curl -s -o /dev/null -D - {base}/authors/eager | grep -i server-timing # db: 2 queries, no N+1
+  curl -s {base}/reports/slow                                          # a slow statement (logged, counted)
+  curl -si {base}/reports/broken | head -1                             # a failing statement: 500
 {metrics}Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
 """
 
