@@ -203,7 +203,7 @@ app = Starlette(
         Route("/reports/broken", broken_report),
     ]
 )
-# Everything on: the environment's settings, plus the JSON report next to /metrics.
+# Everything on: the environment's settings, plus the JSON report next to /metrics (and the live page at its /).
 settings = slipstream.install(
     app, dataclasses.replace(slipstream.Settings.from_env(), report_enabled=True), engines=[engine]
 ).settings
@@ -211,13 +211,15 @@ settings = slipstream.install(
 
 def instructions(base: str) -> str:
     redis = f" + Redis {settings.cache_redis_url}" if settings.cache_redis_url else ""
-    metrics = ""
+    metrics = live = ""
     if settings.metrics_port is not None:
         where = f"http://{settings.metrics_host}:{settings.metrics_port}"
         metrics = (
             f"  curl -s {where}/metrics | grep http_server_request_duration_seconds_count   # by route template\n"
             f"  curl -s {where}/report                                           # slowest routes, hit ratio, savings\n"
         )
+        sign_in = " (sign in with the metrics bearer token)" if settings.metrics_bearer_token else ""
+        live = f"The live page, refreshed every 5 s (routes, charts, cache, database): {where}/{sign_in}\n"
     return f"""
 slipstream demo on {base}  (encodings: {", ".join(settings.compression_encodings)}; cache: in memory{redis})
 Try:
@@ -238,7 +240,10 @@ Try:
   curl -s -o /dev/null -D - {base}/authors/eager | grep -i server-timing # db: 2 queries, no N+1
   curl -s {base}/reports/slow                                          # a slow statement (logged, counted)
   curl -si {base}/reports/broken | head -1                             # a failing statement: 500
-{metrics}Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
+{metrics}Open {base}/ in a browser and watch the Network tab.
+{live}Grafana and Prometheus: the dashboards and the recording and alert rules are in grafana/; grafana/README (or the
+README's Grafana section) says what to run to load them, with Prometheus scraping the /metrics above.
+Ctrl+C stops the server.
 """
 
 

@@ -78,6 +78,12 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the demo did not start: {(tmp_path / 'demo.log').read_text()}")
             time.sleep(0.1)
+        printed = (tmp_path / "demo.log").read_text()
+        assert (
+            f"The live page, refreshed every 5 s (routes, charts, cache, database): http://127.0.0.1:{metrics_port}/"
+            in printed
+        )
+        assert "grafana/README" in printed
         thread.start()
         yield Demo(base, f"http://127.0.0.1:{metrics_port}/", sent)
     finally:
