@@ -207,6 +207,44 @@ def test_the_metrics_port_serves_the_page_at_its_root() -> None:
         server.stop()
 
 
+def test_a_browser_signs_in_on_the_metrics_port() -> None:
+    registry = CollectorRegistry()
+    view = LiveView(History(registry.collect), source="app")
+    page = LivePage(view, MetricsAccess("tok"))
+    server = MetricsServer(free_port(), registry=registry, bearer_token="tok", live=page)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert client.get("/live.json").status_code == 401
+            signed_in = client.post("/login", data={"token": "tok"})
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+            assert "Path=/live.json" in signed_in.headers["set-cookie"]
+            # httpx keeps the cookie, as a browser does, and sends it to /live.json only.
+            assert client.get("/live.json").status_code == 200
+            assert client.get("/metrics").status_code == 401
+    finally:
+        server.stop()
+
+
+def test_a_multiprocess_worker_page_reads_every_workers_files(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    instrumentation = slipstream.Instrumentation(
+        Settings(metrics_port=None, metrics_multiprocess_dir=str(tmp_path), live_path="/_live"), registry=registry
+    )
+    assert instrumentation.live is not None
+    instrumentation.start()
+    try:
+        # No worker has written anything here: the merged view is empty, whatever this process's registry holds.
+        instrumentation.metrics.request_duration.labels("GET", "/mine", "200").observe(0.1)
+        assert instrumentation.live.view.data()["routes"] == []
+        assert len(instrumentation.live.history.ring) == 1
+    finally:
+        instrumentation.stop()
+    # A second lifespan samples again.
+    instrumentation.start()
+    instrumentation.stop()
+    assert len(instrumentation.live.history.ring) == 2
+
+
 def test_the_sidecar_serves_the_page_of_the_merged_files(tmp_path: Path) -> None:
     with Sidecar(str(tmp_path), free_port(), history_interval=60) as sidecar:
         assert httpx.get(f"{sidecar.url}/").status_code == 200

@@ -141,6 +141,7 @@ class History:
         """Take a first snapshot now, then one every ``interval`` seconds from a daemon thread."""
         if self._thread is not None:
             return
+        self._stopping.clear()
         self._safe_sample()
         self._thread = threading.Thread(target=self._run, name="slipstream-live-history", daemon=True)
         self._thread.start()
