@@ -12,8 +12,10 @@ import dataclasses
 import logging
 import os
 import random
+import sys
 import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from sqlalchemy import ForeignKey, String, create_engine, select, text
 from sqlalchemy.exc import OperationalError
@@ -24,6 +26,11 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 import slipstream
+
+# The stand-in LLM API next to this file, importable however the demo is started (a script, uvicorn's import
+# string, a test loading it by path).
+sys.path.append(str(Path(__file__).resolve().parent))
+import demo_model
 
 _rng = random.Random(42)
 _WORDS = "fast correct complete stream cache etag brotli gzip zstd vary header chunk client server".split()
@@ -54,6 +61,8 @@ LOGO = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 NOTES: dict[int, tuple[int, str]] = {1: (1, "first note")}
+# The client the app calls its LLM with; install() instruments it.
+MODEL = demo_model.model_client()
 # About 0.2 s in SQLite: a million rows counted one by one.
 SLOW_STATEMENT = (
     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) SELECT count(*) FROM n"
@@ -149,6 +158,16 @@ async def report(request: Request) -> Response:
     return PlainTextResponse(text)
 
 
+async def assistant(request: Request) -> Response:
+    """Asks the stand-in LLM API: Server-Timing shows the call as `api`, its tokens and cost reach the metrics.
+    ?overloaded=1 makes the model answer 503, and this route 502."""
+    question = request.query_params.get("q", "what does slipstream measure?")
+    answer = await demo_model.ask(MODEL, question, overloaded="overloaded" in request.query_params)
+    if answer.status_code != 200:
+        return PlainTextResponse(f"the model answered {answer.status_code}\n", status_code=502)
+    return PlainTextResponse(answer.json()["choices"][0]["message"]["content"] + "\n")
+
+
 async def purge(request: Request) -> Response:
     removed = await request.app.state.slipstream_cache.purge_tags(request.path_params["tag"])
     return PlainTextResponse(f"purged {removed} entries\n")
@@ -201,12 +220,19 @@ app = Starlette(
         Route("/authors/eager", authors_eager),
         Route("/reports/slow", slow_report),
         Route("/reports/broken", broken_report),
+        Route("/assistant", assistant),
     ]
 )
-# Everything on: the environment's settings, plus the JSON report next to /metrics (and the live page at its /).
-settings = slipstream.install(
-    app, dataclasses.replace(slipstream.Settings.from_env(), report_enabled=True), engines=[engine]
-).settings
+# Everything on: the environment's settings, plus the JSON report next to /metrics (and the live page at its /), and
+# the stand-in model read as an LLM API at the demo's price.
+_env = slipstream.Settings.from_env()
+_demo_settings = dataclasses.replace(
+    _env,
+    report_enabled=True,
+    gen_ai_hosts=(*_env.gen_ai_hosts, demo_model.HOST),
+    gen_ai_prices=(*_env.gen_ai_prices, demo_model.PRICE),
+)
+settings = slipstream.install(app, _demo_settings, engines=[engine], http_clients=[MODEL]).settings
 
 
 def instructions(base: str) -> str:
@@ -240,9 +266,12 @@ Try:
   curl -s -o /dev/null -D - {base}/authors/eager | grep -i server-timing # db: 2 queries, no N+1
   curl -s {base}/reports/slow                                          # a slow statement (logged, counted)
   curl -si {base}/reports/broken | head -1                             # a failing statement: 500
+  curl -si '{base}/assistant?q=hello'                                  # an LLM call: api in Server-Timing, tokens, cost
+  curl -si '{base}/assistant?overloaded=1' | head -1                   # the model answers 503: 502
 {metrics}Open {base}/ in a browser and watch the Network tab.
-{live}Grafana and Prometheus: the dashboards and the recording and alert rules are in grafana/; grafana/README (or the
-README's Grafana section) says what to run to load them, with Prometheus scraping the /metrics above.
+{live}Grafana and Prometheus: grafana/ holds the dashboards, the recording and alert rules and a prometheus.yml that
+scrapes 127.0.0.1:9464; the README's section "Grafana dashboards and alert rules" (or grafana/README, where there is
+one) says how to load them: `prometheus --config.file=grafana/prometheus.yml`, then import grafana/dashboards/*.json.
 Ctrl+C stops the server.
 """
 

@@ -1,7 +1,9 @@
-"""A real Prometheus server (Debian's /usr/bin/prometheus) on a free loopback port, scraping one target every second.
+"""A real Prometheus server (Debian's /usr/bin/prometheus) on a free loopback port, scraping its targets every second.
 
 ``run_prometheus_server("127.0.0.1:9464")`` starts it with its own temp dir (TSDB, config, log), exemplar storage
 on, and yields a ``PrometheusServer`` whose ``query``, ``query_exemplars`` and ``wait_for`` go through the HTTP API.
+``run_prometheus_server({"app": "127.0.0.1:9464", "workers": ...}, rule_files=[...])`` scrapes one job per target
+and evaluates those rule files every ``interval`` too; ``rules()`` and ``alerts()`` read what they did.
 Prometheus 2.42 hands new targets to its scrape loops on a fixed 5-second tick, so the first scrape comes about
 5 s after the start whatever ``interval`` is; later ones follow every ``interval``.
 """
@@ -16,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,28 +60,43 @@ class Exemplar:
     timestamp: float
 
 
-def scrape_config(target: str, interval: float) -> dict[str, Any]:
-    """The whole configuration: one job scraping ``target``'s /metrics.
+def scrape_config(target: str | Mapping[str, str], interval: float, rule_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """The whole configuration: one job scraping ``target``'s /metrics (or one per job of a ``{job: target}``).
 
     Prometheus 2.42 (Debian 12) asks for OpenMetrics first in its Accept header on every scrape, and only
     the OpenMetrics parser reads exemplars; the ``scrape_protocols`` setting to make that explicit arrived
     in 2.49, and this version rejects unknown keys, so the default is relied on.
     """
     seconds = f"{interval:g}s"
-    return {
+    jobs = {JOB: target} if isinstance(target, str) else target
+    config: dict[str, Any] = {
         "global": {"scrape_interval": seconds, "scrape_timeout": seconds, "evaluation_interval": seconds},
         "storage": {"exemplars": {"max_exemplars": 10_000}},
-        "scrape_configs": [{"job_name": JOB, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}],
+        "scrape_configs": [
+            {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [address]}]}
+            for job, address in jobs.items()
+        ],
     }
+    if rule_files:
+        config["rule_files"] = [str(path) for path in rule_files]
+    return config
 
 
 class PrometheusServer:
     """One Prometheus process and an HTTP client for its API; ``stop()`` ends both and removes the temp dir."""
 
-    def __init__(self, executable: str, target: str, interval: float = 1.0, port: int | None = None) -> None:
+    def __init__(
+        self,
+        executable: str,
+        target: str | Mapping[str, str],
+        interval: float = 1.0,
+        port: int | None = None,
+        rule_files: Sequence[Path] = (),
+    ) -> None:
         self.executable = executable
         self.target = target
         self.interval = interval
+        self.rule_files = rule_files
         self.port = port if port is not None else _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.directory = Path(tempfile.mkdtemp(prefix="slipstream-prometheus-"))
@@ -91,7 +108,7 @@ class PrometheusServer:
         assert self._process is None, "already started"
         config = self.directory / "prometheus.yml"
         # JSON is YAML: no quoting rules to get wrong.
-        config.write_text(json.dumps(scrape_config(self.target, self.interval), indent=2))
+        config.write_text(json.dumps(scrape_config(self.target, self.interval, self.rule_files), indent=2))
         command = [
             self.executable,
             f"--config.file={config}",
@@ -150,6 +167,15 @@ class PrometheusServer:
             for exemplar in series["exemplars"]
         ]
 
+    def rules(self) -> list[dict[str, Any]]:
+        """Every rule of every group, as /api/v1/rules shows it (health, lastError, state, alerts)."""
+        return [rule for group in self.api("rules")["groups"] for rule in group["rules"]]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The pending and firing alerts."""
+        active: list[dict[str, Any]] = self.api("alerts")["alerts"]
+        return active
+
     def targets(self) -> list[dict[str, Any]]:
         """The active targets with their health and last scrape error, for failure messages."""
         active: list[dict[str, Any]] = self.api("targets", state="active")["activeTargets"]
@@ -186,11 +212,14 @@ class PrometheusServer:
 
 
 @contextlib.contextmanager
-def run_prometheus_server(target: str, interval: float = 1.0) -> Iterator[PrometheusServer]:
-    """A ready Prometheus scraping ``target`` ("127.0.0.1:port") every ``interval`` seconds, stopped afterwards."""
+def run_prometheus_server(
+    target: str | Mapping[str, str], interval: float = 1.0, rule_files: Sequence[Path] = ()
+) -> Iterator[PrometheusServer]:
+    """A ready Prometheus scraping ``target`` ("127.0.0.1:port", or ``{job: address}``) every ``interval`` seconds and
+    evaluating ``rule_files`` as often, stopped afterwards."""
     if shutil.which(EXECUTABLE) is None:
         pytest.fail(f"{EXECUTABLE} is missing: run scripts/install-system-deps.sh (Debian's prometheus package)")
-    server = PrometheusServer(EXECUTABLE, target, interval)
+    server = PrometheusServer(EXECUTABLE, target, interval, rule_files=rule_files)
     try:
         server.start()
         yield server

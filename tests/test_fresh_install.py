@@ -163,6 +163,18 @@ def test_slipstream_command_is_installed(fresh_venv: FreshVenv) -> None:
     assert "--dir" in completed.stdout, output_of(completed)
 
 
+def test_grafana_render_works_from_the_wheel(fresh_venv: FreshVenv) -> None:
+    """The render command and its runbook template come with the wheel, and give the repository's grafana/."""
+    out = fresh_venv.root / "grafana"
+    command = [str(fresh_venv.bin / "slipstream"), "grafana", "render", "--out", str(out)]
+    env = clean_environment(fresh_venv)
+    run_step("slipstream grafana render", command, timeout=CHECKS_TIMEOUT, cwd=fresh_venv.root, env=env)
+    committed = REPO_ROOT / "grafana"
+    expected = {str(p.relative_to(committed)): p.read_text() for p in committed.rglob("*") if p.is_file()}
+    rendered = {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()}
+    assert rendered == expected
+
+
 # What runs inside the virtualenv ------------------------------------------------------------------------------
 
 

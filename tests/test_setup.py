@@ -110,3 +110,32 @@ async def test_demo_app_serves_everything_it_advertises(caplog: pytest.LogCaptur
     (finding,) = [r for r in caplog.records if r.getMessage().startswith("N+1")]
     assert finding.http_route == "/authors"  # type: ignore[attr-defined]
     assert finding.caller.endswith("demo_app.py:" + str(_demo_line("for a in session.scalars(select(Author))]")))  # type: ignore[attr-defined]
+
+
+async def test_demo_assistant_calls_the_stand_in_model_as_an_llm_api() -> None:
+    """/assistant calls the stand-in model through the instrumented client: the call is the request's `api` time,
+    its tokens and cost reach the metrics at the demo's price, and an overloaded model is an upstream 503."""
+    demo = load_example("demo_app")
+    assert "/assistant" in demo.instructions("http://127.0.0.1:8000")
+    sample = demo.app.state.slipstream.registry.get_sample_value
+    model = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": "demo-mini"}
+    model["gen_ai_response_model"] = "demo-mini-2025-06-01"
+    calls = {"http_request_method": "POST", "server_address": "model.demo.internal"}
+    failed = {**calls, "http_response_status_code": "503", "error_type": "503"}
+    counted = {
+        "input": ("gen_ai_client_token_usage_sum", {**model, "gen_ai_token_type": "input"}),
+        "output": ("gen_ai_client_token_usage_sum", {**model, "gen_ai_token_type": "output"}),
+        "cost": ("slipstream_gen_ai_cost_total", {"model": "demo-mini-2025-06-01"}),
+        "503": ("http_client_request_duration_seconds_count", failed),
+    }
+    before = {key: sample(*where) or 0.0 for key, where in counted.items()}
+    async with asgi_client(demo.app) as client:
+        answered = await client.get("/assistant", params={"q": "how fast is it"})
+        overloaded = await client.get("/assistant", params={"overloaded": "1"})
+    grown = {key: (sample(*where) or 0.0) - before[key] for key, where in counted.items()}
+    assert answered.status_code == 200 and "You asked 4 words" in answered.text
+    assert re.search(r"api;dur=[\d.]+", answered.headers["server-timing"])
+    assert (overloaded.status_code, overloaded.text) == (502, "the model answered 503\n")
+    # 4 words and the chat format's 8 tokens in, the answer's 12 words out, at 0.15 and 0.6 per million.
+    assert (grown["input"], grown["output"], grown["503"]) == (12, 12, 1)
+    assert grown["cost"] == pytest.approx((12 * 0.15 + 12 * 0.6) / 1e6)

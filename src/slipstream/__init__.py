@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from slipstream.middleware.compression import CompressionMiddleware
     from slipstream.middleware.conditional import ConditionalMiddleware
     from slipstream.middleware.timing import TimingMiddleware
+    from slipstream.outbound.calls import record_llm_usage
+    from slipstream.outbound.httpx_client import instrument_httpx
     from slipstream.record import Receiver, RequestRecord, current_record
     from slipstream.setup import install
     from slipstream.sqlalchemy.hooks import instrument_sqlalchemy, uninstrument_sqlalchemy
@@ -38,7 +40,9 @@ __all__ = [
     "current_instrumentation",
     "current_record",
     "install",
+    "instrument_httpx",
     "instrument_sqlalchemy",
+    "record_llm_usage",
     "tag_response",
     "timed",
     "uninstrument_sqlalchemy",
@@ -60,6 +64,8 @@ _MODULES = {
     "current_instrumentation": "slipstream.instrumentation",
     "current_record": "slipstream.record",
     "install": "slipstream.setup",
+    "instrument_httpx": "slipstream.outbound.httpx_client",
+    "record_llm_usage": "slipstream.outbound.calls",
     "instrument_sqlalchemy": "slipstream.sqlalchemy.hooks",
     "tag_response": "slipstream.cache.tags",
     "timed": "slipstream.timed",

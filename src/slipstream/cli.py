@@ -1,4 +1,5 @@
-"""The ``slipstream`` command. ``slipstream sidecar`` serves the merged metrics of multiprocess workers.
+"""The ``slipstream`` command. ``slipstream sidecar`` serves the merged metrics of multiprocess workers;
+``slipstream grafana render`` writes the dashboards, rules and runbook with the user's values.
 
 Every subcommand is a parser built by one function and run by the function set as its ``run`` default, so a new
 subcommand is a new pair added in ``build_parser``. Defaults come from ``Settings.from_env()``.
@@ -15,6 +16,7 @@ from types import FrameType
 
 from slipstream.config import Settings
 from slipstream.exporters.sidecar import DEFAULT_CLEANUP_INTERVAL, Sidecar
+from slipstream.grafana.command import configure_grafana
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -31,6 +33,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         ),
     )
     _configure_sidecar(sidecar, settings)
+    grafana = commands.add_parser(
+        "grafana",
+        help="Grafana dashboards, Prometheus rules and their runbook",
+        description="Render the dashboards, recording and alert rules, promtool tests and runbook with your values.",
+    )
+    configure_grafana(grafana, settings)
     return parser
 
 

@@ -176,7 +176,21 @@ class Settings:
     # Run the database's plan command once per slow SELECT fingerprint and report full scans as index hints.
     db_index_hints: bool = False
 
+    # Outbound HTTP calls of instrumented httpx clients: the first this many server addresses are metric labels,
+    # later ones are counted as "other".
+    outbound_max_hosts: int = 50
+    # Hosts (host or host:port) whose responses are read for LLM token usage (OpenAI- and Anthropic-style APIs).
+    gen_ai_hosts: tuple[str, ...] = ("api.openai.com", "api.anthropic.com")
+    # Prices per million tokens, "model=input/output" (e.g. "gpt-4o=2.5/10"), in gen_ai_currency; a model's
+    # price is its exact name's, else the longest listed prefix's. Empty: no cost is counted.
+    gen_ai_prices: tuple[str, ...] = ()
+    gen_ai_currency: str = "USD"
+
     def __post_init__(self) -> None:
+        for rule in self.gen_ai_prices:
+            parse_price(rule)
+        if self.outbound_max_hosts < 1:
+            raise ValueError(f"outbound_max_hosts must be at least 1, got {self.outbound_max_hosts}")
         known = available_encodings()
         for name in self.compression_encodings:
             if name == "zstd" and name not in known:
@@ -291,6 +305,19 @@ def parse_route_ttl(rule: str) -> tuple[str, float, bool]:
     if not pattern or ttl < 0 or flag.strip() not in ("", "credentials"):
         raise ValueError(f"cache_route_ttls: expected 'regex=seconds' or 'regex=seconds;credentials', got {rule!r}")
     return pattern, ttl, flag.strip() == "credentials"
+
+
+def parse_price(rule: str) -> tuple[str, float, float]:
+    """``model=input/output``: the model (or model prefix) and its prices per million input and output tokens."""
+    model, _, prices = rule.partition("=")
+    given, _, produced = prices.partition("/")
+    try:
+        input_price, output_price = float(given), float(produced)
+    except ValueError:
+        input_price = output_price = -1.0
+    if not model.strip() or input_price < 0 or output_price < 0:
+        raise ValueError(f"gen_ai_prices: expected 'model=input/output' (prices per million tokens), got {rule!r}")
+    return model.strip(), input_price, output_price
 
 
 def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], object] | None:

@@ -9,6 +9,7 @@ each other's requests, queries, operations or cache entries.
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from slipstream.record import OTHER_OPERATIONS, Receiver, RequestRecord, current
 
 if TYPE_CHECKING:
     from slipstream.cache.response_cache import ResponseCache
+    from slipstream.outbound.calls import Outbound
     from slipstream.sqlalchemy.hooks import EngineHooks
     from slipstream.sqlalchemy.slow import SlowQueries
 
@@ -120,6 +122,13 @@ class Instrumentation:
     @property
     def tracer(self) -> trace.Tracer | None:
         return self.tracer_source.get()
+
+    @functools.cached_property
+    def outbound(self) -> Outbound:
+        """The outbound-call metrics and rules (instrumented httpx clients, LLM usage), made on first use."""
+        from slipstream.outbound.calls import Outbound
+
+        return Outbound(self)
 
     # The database --------------------------------------------------------------------------------------------
 

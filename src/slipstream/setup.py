@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.applications import Starlette
@@ -30,8 +30,10 @@ def install(
     registry: CollectorRegistry = REGISTRY,
     *,
     engines: Iterable[Engine | AsyncEngine] = (),
+    http_clients: Iterable[Any] = (),
 ) -> Instrumentation:
-    """Add slipstream's middlewares to a Starlette or FastAPI app, and instrument the SQLAlchemy ``engines`` given.
+    """Add slipstream's middlewares to a Starlette or FastAPI app, and instrument the SQLAlchemy ``engines`` and
+    the httpx clients (``httpx.Client`` / ``httpx.AsyncClient``) given.
 
     Order, outermost first: the metrics/report endpoints and lifespan hooks, timing, cache, compression,
     conditional requests, then the app. Starlette puts the middleware added last outermost, so they are
@@ -43,6 +45,13 @@ def install(
     engines = list(engines)
     if engines:
         _instrument_engines(instrumentation, engines)
+    clients = list(http_clients)
+    if clients:
+        from slipstream.outbound.httpx_client import instrument_httpx
+
+        for client in clients:
+            instrument_httpx(client, instrumentation=instrumentation)
+        instrumentation.outbound  # noqa: B018 - registers the outbound metrics now, so a scrape shows them
     if settings.conditional_enabled:
         app.add_middleware(ConditionalMiddleware.from_settings, settings=settings, instrumentation=instrumentation)
     if settings.compression_enabled:

@@ -122,3 +122,21 @@ def test_threshold_of_one() -> None:
 def test_rejects_bad_settings(threshold: int, reset: float, cap: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CircuitBreaker(failure_threshold=threshold, reset_timeout=reset, max_reset_timeout=cap)
+
+
+def test_every_state_change_is_told() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(reset_timeout=1.0, clock=clock)
+    seen: list[str] = []
+    breaker.on_change = seen.append
+    for _ in range(3):
+        breaker.allow()
+        breaker.record_failure()
+    clock.now += 1.0
+    breaker.allow()  # the trial
+    breaker.record_failure()  # fails: open again, for longer
+    clock.now += 2.0
+    breaker.allow()
+    breaker.record_success()
+    breaker.record_success()  # no change, nothing told
+    assert seen == ["open", "half_open", "open", "half_open", "closed"]

@@ -193,6 +193,7 @@ async def test_redis_dying_mid_burst_fails_no_request_and_comes_back(redis_serve
         redis_server.stop()
         await burst("down", 60)
         assert cache.redis is not None and cache.redis.breaker.state == "open"
+        assert registry.get_sample_value("slipstream_cache_redis_breaker_open") == 1
         redis_server.restart()
         await anyio.sleep(0.5)  # past the breaker's reset timeout
         other = make_cache(redis_server.url)
@@ -210,6 +211,7 @@ async def test_redis_dying_mid_burst_fails_no_request_and_comes_back(redis_serve
     assert (registry.get_sample_value("slipstream_cache_redis_errors_total") or 0) >= 3
     assert slowest < 1.0, f"a request took {slowest:.3f} s while Redis was down"
     assert cache.redis.breaker.state == "closed"
+    assert registry.get_sample_value("slipstream_cache_redis_breaker_open") == 0
 
 
 def test_settings_build_a_redis_tier(redis_server: RedisServer) -> None:

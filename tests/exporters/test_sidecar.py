@@ -215,7 +215,9 @@ def test_a_dead_workers_live_gauge_is_removed_and_its_counter_kept(multiproc_dir
         before = httpx.get(sidecar.url + "/metrics").text
         assert sample_sum(before, "test_in_flight") == 8
         assert sample_sum(before, "test_jobs_total") == 8
-        assert family_names(before) == {"test_in_flight", "test_jobs"}
+        # The merged files, and the sidecar's own count of live workers.
+        assert family_names(before) == {"test_in_flight", "test_jobs", "slipstream_sidecar_workers"}
+        assert sample_sum(before, "slipstream_sidecar_workers") == 2
         assert httpx.get(sidecar.url + "/healthz").json() == {"status": "ok", "workers": 2}
 
         pid = end(leaving)
@@ -231,6 +233,7 @@ def test_a_dead_workers_live_gauge_is_removed_and_its_counter_kept(multiproc_dir
         after = httpx.get(sidecar.url + "/metrics").text
         assert sample_sum(after, "test_in_flight") == 5
         assert sample_sum(after, "test_jobs_total") == 8
+        assert sample_sum(after, "slipstream_sidecar_workers") == 1
         assert httpx.get(sidecar.url + "/healthz").json() == {"status": "ok", "workers": 1}
         assert sidecar.live_workers() == [staying.pid]
         end(staying)
@@ -282,7 +285,10 @@ def test_live_gauges_that_cannot_be_removed_are_logged(multiproc_dir: Path, capl
 
 def test_a_missing_directory_answers_503(multiproc_dir: Path) -> None:
     with Sidecar(str(multiproc_dir), free_port()) as sidecar:
-        assert httpx.get(sidecar.url + "/metrics").text == ""
+        # No worker yet: nothing merged, and no live worker.
+        empty = httpx.get(sidecar.url + "/metrics").text
+        assert family_names(empty) == {"slipstream_sidecar_workers"}
+        assert sample_sum(empty, "slipstream_sidecar_workers") == 0
         multiproc_dir.rmdir()
         metrics = httpx.get(sidecar.url + "/metrics")
         health = httpx.get(sidecar.url + "/healthz")

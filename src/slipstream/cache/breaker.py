@@ -42,6 +42,8 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trial_started_at = 0.0
         self._failures_total = 0
+        # Told the new state ("closed", "open", "half_open") on every change: a gauge, a log.
+        self.on_change: Callable[[str], None] | None = None
 
     @property
     def state(self) -> str:
@@ -64,7 +66,7 @@ class CircuitBreaker:
         if self._state == "open":
             if now - self._opened_at < self._timeout:
                 return False
-            self._state = "half_open"
+            self._set("half_open")
             self._trial_started_at = now
             return True
         # A trial whose outcome never arrives (its task was cancelled) must not wedge the breaker
@@ -76,7 +78,7 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         if self._state == "half_open":
-            self._state = "closed"
+            self._set("closed")
             self._timeout = self._base_timeout
         # A late success from a call started before the breaker opened says nothing about now.
         if self._state == "closed":
@@ -93,6 +95,11 @@ class CircuitBreaker:
                 self._open()
 
     def _open(self) -> None:
-        self._state = "open"
+        self._set("open")
         self._opened_at = self._clock()
         self._consecutive = 0
+
+    def _set(self, state: _State) -> None:
+        self._state = state
+        if self.on_change is not None:
+            self.on_change(state)

@@ -37,6 +37,7 @@ class Metrics:
     cache_requests: Counter
     cache_route_requests: Counter
     cache_redis_errors: Counter
+    cache_redis_breaker_open: Gauge
     compression_input_bytes: Counter
     compression_output_bytes: Counter
     conditional_responses: Counter
@@ -193,6 +194,12 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
             Counter,
             "slipstream_cache_redis_errors",
             "Redis calls that failed or timed out; the request was served as if Redis were absent.",
+        ),
+        cache_redis_breaker_open=make(
+            Gauge,
+            "slipstream_cache_redis_breaker_open",
+            "1 while the circuit breaker in front of Redis is open or trying one call (Redis is skipped), else 0.",
+            multiprocess_mode="max",
         ),
         compression_input_bytes=make(
             Counter,

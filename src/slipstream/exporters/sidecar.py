@@ -19,7 +19,8 @@ What multiprocess mode cannot carry:
 - Gauges are merged only as their declared ``multiprocess_mode``; ``http_server_active_requests`` is ``livesum``,
   the sum over the workers still alive. Any other reading (per worker, max) is not available.
 - The per-worker ``process_*`` and ``python_*`` collectors: they describe the process serving the scrape, so the
-  sidecar's registry holds the merged files and nothing else. ``*_created`` samples are not written either.
+  sidecar's registry holds the merged files and ``slipstream_sidecar_workers`` (the live workers) only.
+  ``*_created`` samples are not written either.
 
 Dead workers: every ``cleanup_interval`` seconds, and before each scrape, the pids named in the file names
 (``counter_1234.db``, ``gauge_livesum_1234.db``) whose process is gone are given to ``mark_process_dead``. It
@@ -37,14 +38,16 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 from wsgiref.simple_server import make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from slipstream.exporters.live.history import History
 from slipstream.exporters.live.view import LiveView
@@ -93,6 +96,21 @@ def _answer(
     return [body]
 
 
+class LiveWorkers(Collector):
+    """``slipstream_sidecar_workers``: the worker processes alive now, so an alert can tell a host whose workers all
+    died from one whose sidecar is down (then ``up`` is 0)."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "slipstream_sidecar_workers",
+            "Worker processes writing to the multiprocess directory that are alive.",
+            value=len(self.sidecar.live_workers()),
+        )
+
+
 class Sidecar:
     """Merged metrics of the workers writing to ``directory``, on their own port; dead workers' live gauges removed.
 
@@ -121,6 +139,7 @@ class Sidecar:
         self.access = MetricsAccess(bearer_token, allow_networks)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        registry.register(LiveWorkers(self))
         self.exposition: WSGIApp = make_wsgi_app(registry)
         self.history: History | None = None
         self.live: LivePage | None = None

@@ -97,6 +97,8 @@ class CacheMiddleware:
         self.responder = EntryResponder(codecs, self.status_header, CompressionBytes(metrics, codecs), self.not_sent)
         if self.cache.redis is not None:
             self.cache.redis.error_counter = metrics.cache_redis_errors
+            breaker_open = metrics.cache_redis_breaker_open
+            self.cache.redis.breaker.on_change = lambda state: breaker_open.set(state != "closed")
         requests = metrics.cache_requests
         self.outcomes = {
             (result, tier): requests.labels(result, tier)

@@ -83,7 +83,7 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
             f"The live page, refreshed every 5 s (routes, charts, cache, database): http://127.0.0.1:{metrics_port}/"
             in printed
         )
-        assert "grafana/README" in printed
+        assert "grafana/prometheus.yml" in printed and "Grafana dashboards and alert rules" in printed
         thread.start()
         yield Demo(base, f"http://127.0.0.1:{metrics_port}/", sent)
     finally:
