@@ -223,8 +223,8 @@ app = Starlette(
         Route("/assistant", assistant),
     ]
 )
-# Everything on: the environment's settings, plus the JSON report next to /metrics, and the stand-in model read as
-# an LLM API at the demo's price.
+# Everything on: the environment's settings, plus the JSON report next to /metrics (and the live page at its /), and
+# the stand-in model read as an LLM API at the demo's price.
 _env = slipstream.Settings.from_env()
 _demo_settings = dataclasses.replace(
     _env,
@@ -237,13 +237,15 @@ settings = slipstream.install(app, _demo_settings, engines=[engine], http_client
 
 def instructions(base: str) -> str:
     redis = f" + Redis {settings.cache_redis_url}" if settings.cache_redis_url else ""
-    metrics = ""
+    metrics = live = ""
     if settings.metrics_port is not None:
         where = f"http://{settings.metrics_host}:{settings.metrics_port}"
         metrics = (
             f"  curl -s {where}/metrics | grep http_server_request_duration_seconds_count   # by route template\n"
             f"  curl -s {where}/report                                           # slowest routes, hit ratio, savings\n"
         )
+        sign_in = " (sign in with the metrics bearer token)" if settings.metrics_bearer_token else ""
+        live = f"The live page, refreshed every 5 s (routes, charts, cache, database): {where}/{sign_in}\n"
     return f"""
 slipstream demo on {base}  (encodings: {", ".join(settings.compression_encodings)}; cache: in memory{redis})
 Try:
@@ -266,7 +268,11 @@ Try:
   curl -si {base}/reports/broken | head -1                             # a failing statement: 500
   curl -si '{base}/assistant?q=hello'                                  # an LLM call: api in Server-Timing, tokens, cost
   curl -si '{base}/assistant?overloaded=1' | head -1                   # the model answers 503: 502
-{metrics}Open {base}/ in a browser and watch the Network tab. Ctrl+C stops the server.
+{metrics}Open {base}/ in a browser and watch the Network tab.
+{live}Grafana and Prometheus: grafana/ holds the dashboards, the recording and alert rules and a prometheus.yml that
+scrapes 127.0.0.1:9464; the README's section "Grafana dashboards and alert rules" (or grafana/README, where there is
+one) says how to load them: `prometheus --config.file=grafana/prometheus.yml`, then import grafana/dashboards/*.json.
+Ctrl+C stops the server.
 """
 
 

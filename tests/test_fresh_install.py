@@ -461,6 +461,13 @@ def installed_app_serves(flavour: str) -> None:
 
         wait_for("the miss and the hit in /metrics", lambda: counted("200") == 2)
         wait_for("the 304 in /metrics", lambda: counted("304") == 1)
+        # The live page and its JSON: the HTML is package data, so a wheel without it would fail here.
+        status, headers, body = get(f"http://127.0.0.1:{metrics_port}/")
+        assert status == 200 and b"slipstream live" in body, (status, body[:200])
+        assert "script-src 'sha256-" in headers.get("content-security-policy", ""), headers
+        status, _, body = get(f"http://127.0.0.1:{metrics_port}/live.json")
+        live = {row["route"]: row for row in json.loads(body)["routes"]}
+        assert status == 200 and live["/items/{item_id}"]["requests"] == 3, live
         if flavour == "all":
             status, headers, body = get(f"http://127.0.0.1:{app_port}/db")
             assert (status, json.loads(body)) == (200, {"one": 1}), (status, body)
@@ -479,7 +486,10 @@ def installed_app_serves(flavour: str) -> None:
     else:
         raise AssertionError(f"the metrics port {metrics_port} still answers after uvicorn stopped")
     database = ", the /db SELECT counted" if flavour == "all" else ""
-    print(f"served by uvicorn: br, ETag, X-Cache MISS then HIT, 304, counted in /metrics{database}; stopped cleanly")
+    print(
+        f"served by uvicorn: br, ETag, X-Cache MISS then HIT, 304, counted in /metrics and on the live page{database}; "
+        "stopped cleanly"
+    )
 
 
 # Sent to the virtualenv, in this order.

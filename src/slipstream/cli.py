@@ -28,7 +28,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="serve the merged metrics of every worker process (PROMETHEUS_MULTIPROC_DIR) on their own port",
         description=(
             "Merge the prometheus_client files the workers write to the multiprocess directory and serve them at "
-            "/metrics, with /healthz, on their own port. Live gauges of dead workers are removed; their counters stay."
+            "/metrics, with /healthz and the live page at /, on their own port. Live gauges of dead workers are "
+            "removed; their counters stay."
         ),
     )
     _configure_sidecar(sidecar, settings)
@@ -69,7 +70,12 @@ def _configure_sidecar(sidecar: argparse.ArgumentParser, settings: Settings) -> 
         metavar="SECONDS",
         help="how often dead workers' live gauges are removed (default: %(default)s)",
     )
-    sidecar.set_defaults(run=run_sidecar, allow_default=settings.metrics_allow_networks)
+    sidecar.set_defaults(
+        run=run_sidecar,
+        allow_default=settings.metrics_allow_networks,
+        live=settings.live_enabled,
+        history_interval=settings.live_history_interval,
+    )
 
 
 def _network(value: str) -> str:
@@ -103,6 +109,8 @@ def run_sidecar(args: argparse.Namespace) -> int:
             bearer_token=args.token,
             allow_networks=allow,
             cleanup_interval=args.cleanup_interval,
+            live=args.live,
+            history_interval=args.history_interval,
         )
     except ValueError as error:
         return _fail("slipstream sidecar", f"{error}; create it, empty, before the workers start")
@@ -113,7 +121,8 @@ def run_sidecar(args: argparse.Namespace) -> int:
         sidecar.request_stop()
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
-    print(f"slipstream sidecar: serving {sidecar.url}/metrics and /healthz, merging {args.dir}", flush=True)
+    page = f"; the live page: {sidecar.url}/" if sidecar.live is not None else ""
+    print(f"slipstream sidecar: serving {sidecar.url}/metrics and /healthz, merging {args.dir}{page}", flush=True)
     try:
         sidecar.serve_forever()
     finally:

@@ -152,6 +152,12 @@ class Settings:
     # at /report next to /metrics on the metrics port, and at report_path on the app when that is set.
     report_enabled: bool = False
     report_path: str | None = None
+    # The live page (tables and charts refreshing in a browser) at / of the metrics port and of `slipstream sidecar`,
+    # and at live_path on the app's port when set; guarded like the metrics.
+    live_enabled: bool = True
+    live_path: str | None = None
+    # Seconds between two snapshots of the page's history; it keeps 60 (the last hour by default).
+    live_history_interval: float = 60.0
 
     # One SERVER span per request, when a tracer provider exists (ours from the otel_* settings, or the app's).
     tracing_enabled: bool = True
@@ -237,6 +243,10 @@ class Settings:
         for path in (self.metrics_path, self.report_path):
             if path is not None and not path.startswith("/"):
                 raise ValueError(f"metrics_path and report_path must start with '/', got {path!r}")
+        if self.live_path is not None and (not self.live_path.startswith("/") or not self.live_path.strip("/")):
+            raise ValueError(f"live_path must start with '/' and name a path below the root, got {self.live_path!r}")
+        if not self.live_history_interval > 0:
+            raise ValueError(f"live_history_interval must be above 0, got {self.live_history_interval}")
         for network in self.metrics_allow_networks:
             try:
                 ipaddress.ip_network(network, strict=False)

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from slipstream.config import Settings
 from slipstream.exporters.compat import compat_metrics
 from slipstream.exporters.http_metrics import HttpServerMetrics, OtelHttpMetrics
+from slipstream.exporters.live.app import AppLive
 from slipstream.exporters.metrics import LabelledChildren, Metrics
 from slipstream.exporters.otel import Telemetry, TracerSource, configure_opentelemetry
 from slipstream.exporters.prometheus import MetricsServer
@@ -71,6 +72,8 @@ class Instrumentation:
         if s.report_enabled:
             self.report = Report(self.metrics, slow_queries=self._slow_rows, index_hints=self._index_hints)
         self.metrics_server: MetricsServer | None = None
+        # The live page's history and findings (live_enabled).
+        self.live = AppLive(self) if s.live_enabled else None
         self.on_shutdown: list[Callable[[], object]] = [self.telemetry.shutdown]
         self.receivers: list[Receiver] = []
         # Whether any receiver adds response headers (timing copies the start message only then).
@@ -97,6 +100,9 @@ class Instrumentation:
         # Server-Timing explains the request in a header as well as in the bottleneck log.
         explain = ServerTiming if s.timing_server_timing else BottleneckLog
         receivers.append(explain(s.timing_bottleneck_share))
+        if self.live is not None:
+            # After the explaining receiver, which names the bottleneck.
+            receivers.append(self.live.findings)
         return receivers
 
     # Requests ------------------------------------------------------------------------------------------------
@@ -146,8 +152,12 @@ class Instrumentation:
     # The app's lifespan --------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Lifespan startup: serve /metrics (and /report) on the metrics port, unless another process does."""
+        """Lifespan startup: serve /metrics (and /report, the live page) on the metrics port, unless another process
+        does; keep the live page's history when it is served anywhere."""
         s = self.settings
+        serves_port = s.metrics_port is not None and s.metrics_multiprocess_dir is None
+        if self.live is not None and (serves_port or s.live_path is not None):
+            self.live.history.start()
         if s.metrics_port is None or s.metrics_multiprocess_dir is not None or self.metrics_server is not None:
             return
         try:
@@ -158,6 +168,7 @@ class Instrumentation:
                 bearer_token=s.metrics_bearer_token,
                 allow_networks=s.metrics_allow_networks,
                 report=self.report.json if self.report is not None else None,
+                live=self.live.port_page if self.live is not None else None,
             )
         except OSError as error:
             # Another worker holds the port, say: the app serves on, and says how to fix it.
@@ -174,6 +185,8 @@ class Instrumentation:
         if self.metrics_server is not None:
             self.metrics_server.stop()
             self.metrics_server = None
+        if self.live is not None:
+            self.live.history.stop()
         for hook in self.on_shutdown:
             try:
                 hook()

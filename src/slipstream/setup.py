@@ -79,7 +79,8 @@ def _instrument_engines(instrumentation: Instrumentation, engines: list[Engine |
 
 
 class _Outermost:
-    """Runs the instrumentation's lifespan steps and answers its own paths (metrics, report) before anything else."""
+    """Runs the instrumentation's lifespan steps and answers its own paths (metrics, report, live page) before
+    anything else."""
 
     def __init__(self, app: ASGIApp, *, instrumentation: Instrumentation) -> None:
         self.app = app
@@ -93,6 +94,9 @@ class _Outermost:
         if s.report_path is not None and instrumentation.report is not None:
             access = MetricsAccess(s.metrics_bearer_token, s.metrics_allow_networks)
             self.endpoints[s.report_path] = ReportApp(instrumentation.report, access)
+        live = instrumentation.live.app_page if instrumentation.live is not None else None
+        if live is not None:
+            self.endpoints.update(dict.fromkeys(live.paths, live))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

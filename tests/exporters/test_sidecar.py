@@ -300,7 +300,13 @@ def test_a_missing_directory_answers_503(multiproc_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("GET", "/", 404), ("GET", "/metrics/extra", 404), ("POST", "/metrics", 405), ("DELETE", "/healthz", 405)],
+    [
+        ("GET", "/nothing", 404),
+        ("GET", "/metrics/extra", 404),
+        ("POST", "/metrics", 405),
+        ("DELETE", "/healthz", 405),
+        ("POST", "/", 405),
+    ],
 )
 def test_other_paths_and_methods_are_refused(multiproc_dir: Path, method: str, path: str, status: int) -> None:
     with Sidecar(str(multiproc_dir), free_port()) as sidecar:

@@ -35,12 +35,14 @@ class Metrics:
     request_body_size: Histogram
     response_body_size: Histogram
     cache_requests: Counter
+    cache_route_requests: Counter
     cache_redis_errors: Counter
     cache_redis_breaker_open: Gauge
     compression_input_bytes: Counter
     compression_output_bytes: Counter
     conditional_responses: Counter
     operation_duration: Histogram
+    bottlenecks: Counter
     db_operation_duration: Histogram
     db_errors: Counter
     db_slow_queries: Counter
@@ -182,6 +184,12 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
             "Requests seen by the response cache, by result (hit, miss, stale, bypass) and the tier that answered.",
             ("result", "tier"),
         ),
+        cache_route_requests=make(
+            Counter,
+            "slipstream_cache_route_requests",
+            "Requests seen by the response cache, by route and result (hit, miss, stale, bypass).",
+            (*route, "result"),
+        ),
         cache_redis_errors=make(
             Counter,
             "slipstream_cache_redis_errors",
@@ -217,6 +225,12 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
             "Duration of operations timed with @timed or `with timed(...)`.",
             ("operation",),
             buckets=buckets,
+        ),
+        bottlenecks=make(
+            Counter,
+            "slipstream_bottlenecks",
+            "Requests whose slowest operation took more than timing_bottleneck_share of the request, by operation.",
+            ("http_route", "operation"),
         ),
         db_operation_duration=make(
             Histogram,

@@ -10,12 +10,15 @@ import hmac
 import ipaddress
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from slipstream.exporters.live.web import LivePage
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -34,16 +37,25 @@ class MetricsAccess:
 
     def verdict(self, client_host: str | None, authorization: bytes | None) -> int | None:
         """None when access is granted, else the status to answer with (403 or 401)."""
-        if self.networks:
-            try:
-                address = ipaddress.ip_address(client_host or "")
-            except ValueError:
-                return 403
-            if not any(address in network for network in self.networks):
-                return 403
-        if self.expected is not None and not hmac.compare_digest(_bearer_credentials(authorization), self.expected):
+        if not self.address_allowed(client_host):
+            return 403
+        if not self.bearer_allowed(authorization):
             return 401
         return None
+
+    def address_allowed(self, client_host: str | None) -> bool:
+        """Whether the client's address is in the allowlist (always, without one)."""
+        if not self.networks:
+            return True
+        try:
+            address = ipaddress.ip_address(client_host or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def bearer_allowed(self, authorization: bytes | None) -> bool:
+        """Whether the Authorization value carries the token (always, without one)."""
+        return self.expected is None or hmac.compare_digest(_bearer_credentials(authorization), self.expected)
 
 
 def _bearer_credentials(authorization: bytes | None) -> bytes:
@@ -120,7 +132,8 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class MetricsServer:
-    """/metrics on its own port, served from a daemon thread of the app's process; /report too when given one."""
+    """/metrics on its own port, served from a daemon thread of the app's process; /report and the live page (at /)
+    too when given them."""
 
     def __init__(
         self,
@@ -131,14 +144,19 @@ class MetricsServer:
         bearer_token: str | None = None,
         allow_networks: Sequence[str] = (),
         report: Callable[[], bytes] | None = None,
+        live: LivePage | None = None,
     ) -> None:
         access = MetricsAccess(bearer_token, allow_networks)
         exposition: WSGIApp = make_wsgi_app(registry)
 
         def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO")
+            if live is not None and path in live.paths:
+                return live.wsgi(environ, start_response)
             if path != "/metrics" and (report is None or path != "/report"):
                 served = "/metrics and /report" if report is not None else "/metrics"
+                if live is not None:
+                    served += ", and the live page at /"
                 start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
                 return [f"404 Not Found: this port serves {served}\n".encode()]
             refusal = access.wsgi_verdict(environ)

@@ -3,7 +3,8 @@
 With several worker processes (``uvicorn --workers N``, gunicorn) a scrape of one worker would see that worker
 only. In multiprocess mode prometheus_client writes every value to memory-mapped files in
 ``PROMETHEUS_MULTIPROC_DIR`` instead; the sidecar, a process of its own, merges them with ``MultiProcessCollector``
-at each scrape and serves the sums on its own port, next to a /healthz for the orchestrator.
+at each scrape and serves the sums on its own port, next to a /healthz for the orchestrator and the live page (at
+/, computed from the same merged files, with its history kept by the sidecar).
 
 Setting it up:
 
@@ -48,6 +49,9 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from slipstream.exporters.live.history import History
+from slipstream.exporters.live.view import LiveView
+from slipstream.exporters.live.web import LivePage
 from slipstream.exporters.prometheus import MetricsAccess, QuietHandler, WSGIApp, wsgi_refusal
 
 logger = logging.getLogger(__name__)
@@ -123,6 +127,8 @@ class Sidecar:
         bearer_token: str | None = None,
         allow_networks: Sequence[str] = (),
         cleanup_interval: float = DEFAULT_CLEANUP_INTERVAL,
+        live: bool = True,
+        history_interval: float = 60.0,
     ) -> None:
         if not os.path.isdir(directory):
             raise ValueError(f"the multiprocess directory {directory!r} is not a directory")
@@ -135,6 +141,12 @@ class Sidecar:
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         registry.register(LiveWorkers(self))
         self.exposition: WSGIApp = make_wsgi_app(registry)
+        self.history: History | None = None
+        self.live: LivePage | None = None
+        if live:
+            self.history = History(registry.collect, interval=history_interval)
+            view = LiveView(self.history, source="sidecar", extras=lambda: {"workers": len(self.live_workers())})
+            self.live = LivePage(view, self.access)
         self._cleanup_lock = threading.Lock()
         self._stopping = threading.Event()
         self._started = False
@@ -147,10 +159,12 @@ class Sidecar:
         ]
 
     def app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """The WSGI app: GET /metrics and GET /healthz; 404 elsewhere."""
+        """The WSGI app: GET /metrics, GET /healthz and the live page; 404 elsewhere."""
         path = environ.get("PATH_INFO", "")
+        if self.live is not None and path in self.live.paths:
+            return self.live.wsgi(environ, start_response)
         if path not in ("/metrics", "/healthz"):
-            return _answer(start_response, 404, b"404 Not Found: the sidecar serves /metrics and /healthz\n")
+            return _answer(start_response, 404, b"404 Not Found: the sidecar serves /metrics, /healthz and /\n")
         if environ["REQUEST_METHOD"] != "GET":
             return _answer(start_response, 405, b"405 Method Not Allowed: use GET\n", extra=[("Allow", "GET")])
         if path == "/metrics":
@@ -208,6 +222,8 @@ class Sidecar:
     def start(self) -> Sidecar:
         """Serve and clean up from daemon threads; returns self."""
         self._started = True
+        if self.history is not None:
+            self.history.start()
         for thread in self._threads:
             thread.start()
         return self
@@ -227,6 +243,8 @@ class Sidecar:
     def stop(self) -> None:
         """Stop serving and cleaning up, and close the listening socket."""
         self._stopping.set()
+        if self.history is not None:
+            self.history.stop()
         if self._started:
             self.httpd.shutdown()
             for thread in self._threads:

@@ -39,7 +39,9 @@ class SlowQueries:
         self.lock = threading.Lock()
         self.entries: dict[str, _SlowStats] = {}
 
-    def add(self, print_: Fingerprint, system: str, seconds: float, route: str | None) -> None:
+    def add(
+        self, print_: Fingerprint, system: str, seconds: float, route: str | None, caller: str | None = None
+    ) -> None:
         with self.lock:
             stats = self.entries.get(print_.text)
             if stats is None:
@@ -55,6 +57,8 @@ class SlowQueries:
             stats.durations.append(seconds)
             if route is not None:
                 stats.route = route
+            if caller is not None:
+                stats.caller = caller
 
     def snapshot(self, top: int = 20) -> list[dict[str, Any]]:
         with self.lock:
@@ -81,7 +85,7 @@ class SlowStatements:
         route = record.resolve_route() if record is not None else None
         caller = caller_location()
         self.counter.labels(self.system, print_.operation, print_.collection or "").inc()
-        self.store.add(print_, self.system, seconds, route)
+        self.store.add(print_, self.system, seconds, route, caller)
         log.warning(
             "slow query: %.1f ms %s (route %s, from %s)",
             seconds * 1000,
@@ -107,7 +111,7 @@ class SlowStatements:
 
 
 class _SlowStats:
-    __slots__ = ("count", "durations", "max", "print_", "route", "system")
+    __slots__ = ("caller", "count", "durations", "max", "print_", "route", "system")
 
     def __init__(self, print_: Fingerprint, system: str, samples: int) -> None:
         self.print_ = print_
@@ -115,6 +119,8 @@ class _SlowStats:
         self.count = 0
         self.max = 0.0
         self.route: str | None = None
+        # Where in the app the latest slow run came from (file:line).
+        self.caller: str | None = None
         self.durations: deque[float] = deque(maxlen=samples)
 
     def summary(self) -> dict[str, Any]:
@@ -125,6 +131,7 @@ class _SlowStats:
             "operation": self.print_.operation,
             "collection": self.print_.collection,
             "route": self.route,
+            "caller": self.caller,
             "count": self.count,
             "p50": percentile(ordered, 0.5),
             "p95": percentile(ordered, 0.95),
