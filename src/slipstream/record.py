@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from slipstream.instrumentation import Instrumentation
+    from slipstream.outbound.calls import OutboundTotals
 
 # A request timing many distinct names keeps the first ones; the rest are folded into one.
 MAX_OPERATION_NAMES = 64
@@ -44,6 +45,7 @@ class RequestRecord:
         "method",
         "n_plus_one",
         "operations",
+        "outbound",
         "request_size",
         "response_size",
         "route",
@@ -70,6 +72,8 @@ class RequestRecord:
         # name -> [calls, total seconds], in order of first use.
         self.operations: dict[str, list[float]] = {}
         self.bottleneck: str | None = None
+        # Outbound calls made for this request (instrumented HTTP clients, LLM usage); made by the first one.
+        self.outbound: OutboundTotals | None = None
         self.db_queries = 0
         self.db_time = 0.0
         # statement fingerprint -> executions in this request (for N+1 detection), at most MAX_FINGERPRINTS; made

@@ -16,11 +16,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import slipstream
 from slipstream import Settings, TimingMiddleware, instrument_httpx, record_llm_usage
 from slipstream.instrumentation import Instrumentation
 from slipstream.outbound.httpx_client import InstrumentedTransport
@@ -276,3 +278,43 @@ def test_prices_are_checked() -> None:
     with pytest.raises(ValueError, match="gen_ai_prices"):
         Settings(gen_ai_prices=("gpt-4o=cheap",))
     assert Settings.from_env({"SLIPSTREAM_GEN_AI_PRICES": "a=1/2,b=3/4"}).gen_ai_prices == ("a=1/2", "b=3/4")
+
+
+async def test_the_report_the_live_page_and_the_route_counters_show_each_routes_calls(llm: str) -> None:
+    client = httpx.AsyncClient(timeout=10)
+
+    async def ask(request: Request) -> Response:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "say hello"}]}
+        answer = await client.post(f"{llm}/v1/chat/completions", json=body)
+        await client.get(f"{llm}/status/204")
+        return PlainTextResponse(answer.json()["choices"][0]["message"]["content"])
+
+    async def plain(request: Request) -> Response:
+        return PlainTextResponse("no calls")
+
+    app = Starlette(routes=[Route("/ask", ask), Route("/plain", plain)])
+    settings = Settings(metrics_port=None, report_enabled=True, report_path="/_report", live_path="/_live", **SETTINGS)
+    inst = slipstream.install(app, settings, CollectorRegistry(), http_clients=[client])
+    try:
+        async with asgi_client(app) as http:
+            for path in ("/ask", "/ask", "/plain"):
+                assert (await http.get(path)).status_code == 200
+            report = (await http.get("/_report")).json()
+            live = (await http.get("/_live/live.json")).json()
+    finally:
+        await client.aclose()
+    route = {"http_request_method": "GET", "http_route": "/ask"}
+    assert sample(inst, "slipstream_outbound_route_calls_total", **route) == 4
+    assert sample(inst, "slipstream_gen_ai_route_calls_total", **route) == 2
+    assert sample(inst, "slipstream_gen_ai_route_tokens_total", **route, gen_ai_token_type="input") == 18
+    assert sample(inst, "slipstream_gen_ai_route_cost_total", **route) == pytest.approx(2 * (9 * 2 + 4 * 8) / 1e6)
+    assert sample(inst, "slipstream_outbound_route_calls_total", http_request_method="GET", http_route="/plain") == 0
+    [row] = report["outbound_routes"]
+    assert (row["route"], row["requests"], row["calls"], row["llm_calls"]) == ("/ask", 2, 4, 2)
+    assert (row["input_tokens"], row["output_tokens"]) == (18, 8)
+    assert 0 < row["time_share"] <= 1
+    assert [host["host"] for host in row["slowest_hosts"]] == ["127.0.0.1"] and row["slowest_hosts"][0]["calls"] == 4
+    rows = {r["route"]: r for r in live["routes"]}
+    assert (rows["/ask"]["llm_calls"], rows["/ask"]["tokens"]) == (2, 26)
+    assert 0 < rows["/ask"]["outbound_share"] <= 1 and rows["/ask"]["cost"] > 0
+    assert rows["/plain"]["outbound_share"] is None and rows["/plain"]["llm_calls"] == 0

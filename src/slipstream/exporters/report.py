@@ -13,7 +13,7 @@ import time
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 from starlette.types import Receive, Scope, Send
@@ -23,9 +23,13 @@ from slipstream.exporters.prometheus import MetricsAccess, refusal_response
 from slipstream.quantiles import percentile
 from slipstream.record import Receiver, RequestRecord
 
+if TYPE_CHECKING:
+    from slipstream.outbound.calls import OutboundTotals
+
 SAMPLES = 1024
 MAX_ROUTES = 500
 MAX_OPERATIONS = 200
+MAX_HOSTS = 50  # per route
 TOP = 20
 OVERFLOW = "__other__"
 
@@ -37,6 +41,50 @@ class _Series:
         self.count = 0
         self.errors = 0
         self.samples: deque[float] = deque(maxlen=SAMPLES)
+
+
+class _Outbound:
+    """One route's outbound calls: totals, and by host [calls, seconds, slowest] (at most MAX_HOSTS hosts)."""
+
+    __slots__ = ("calls", "cost", "hosts", "input_tokens", "llm_calls", "output_tokens", "requests", "seconds")
+
+    def __init__(self) -> None:
+        self.requests = self.calls = self.llm_calls = self.input_tokens = self.output_tokens = 0
+        self.seconds = self.cost = 0.0
+        self.hosts: dict[str, list[float]] = {}
+
+    def add(self, totals: OutboundTotals) -> None:
+        self.requests += 1
+        self.calls += totals.calls
+        self.seconds += totals.seconds
+        self.llm_calls += totals.llm_calls
+        self.input_tokens += totals.input_tokens
+        self.output_tokens += totals.output_tokens
+        self.cost += totals.cost
+        for host, (calls, seconds, slowest) in totals.hosts.items():
+            if host not in self.hosts and len(self.hosts) >= MAX_HOSTS:
+                host = OVERFLOW
+            found = self.hosts.setdefault(host, [0, 0.0, 0.0])
+            found[0] += calls
+            found[1] += seconds
+            found[2] = max(found[2], slowest)
+
+    def row(self, route_seconds: float) -> dict[str, Any]:
+        slowest = sorted(self.hosts.items(), key=lambda item: -item[1][1])[:3]
+        return {
+            "requests": self.requests,
+            "calls": self.calls,
+            "seconds": round(self.seconds, 6),
+            "time_share": round(self.seconds / route_seconds, 4) if route_seconds else None,
+            "llm_calls": self.llm_calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": round(self.cost, 6),
+            "slowest_hosts": [
+                {"host": host, "calls": int(calls), "mean": round(total / calls, 6), "max": round(top, 6)}
+                for host, (calls, total, top) in slowest
+            ],
+        }
 
 
 Rows = Callable[[], list[dict[str, Any]]]
@@ -66,6 +114,8 @@ class Report(Receiver):
         self.routes: dict[tuple[str, str], _Series] = {}
         self.operations: dict[str, _Series] = {}
         self.cache: Tally[str] = Tally()
+        self.outbound: dict[tuple[str, str], _Outbound] = {}
+        self.route_seconds: dict[tuple[str, str], float] = {}
 
     def request_finished(self, record: RequestRecord) -> None:
         with self.lock:
@@ -79,6 +129,18 @@ class Report(Receiver):
                 operation = _entry(self.operations, name, OVERFLOW, MAX_OPERATIONS)
                 operation.count += int(calls)
                 operation.samples.append(total / calls)
+            if record.outbound is not None:
+                self._note_outbound(record, record.outbound)
+
+    def _note_outbound(self, record: RequestRecord, totals: OutboundTotals) -> None:
+        key = (record.method, record.label)
+        found = self.outbound.get(key)
+        if found is None:
+            if len(self.outbound) >= MAX_ROUTES:
+                key = (OVERFLOW, OVERFLOW)
+            found = self.outbound.setdefault(key, _Outbound())
+        found.add(totals)
+        self.route_seconds[key] = self.route_seconds.get(key, 0.0) + record.seconds
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -88,6 +150,10 @@ class Report(Receiver):
             ]
             operations = [{"operation": name, **_summary(series)} for name, series in self.operations.items()]
             cache = dict(self.cache)
+            outbound = [
+                {"method": method, "route": route, **calls.row(self.route_seconds.get((method, route), 0.0))}
+                for (method, route), calls in self.outbound.items()
+            ]
         for row in routes:
             row["error_rate"] = round(row.pop("errors") / row["requests"], 4)
         for row in operations:
@@ -109,6 +175,8 @@ class Report(Receiver):
             },
             "compression": self._compression(),
             "slowest_operations": sorted(operations, key=lambda row: -row["p95"])[:TOP],
+            # Routes that called other services: by time in those calls, each with its slowest hosts.
+            "outbound_routes": sorted(outbound, key=lambda row: -row["seconds"])[:TOP],
             "slow_queries": self.slow_queries()[:TOP],
             "index_hints": self.index_hints(),
         }

@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
 
 from slipstream.config import parse_price
+from slipstream.exporters.metrics import LabelledChildren
 from slipstream.exporters.otel import mark_failed
 from slipstream.instrumentation import Instrumentation, current_instrumentation
 from slipstream.outbound.llm import (
@@ -28,8 +29,8 @@ from slipstream.outbound.llm import (
     operation_name,
     request_model,
 )
-from slipstream.outbound.metrics import BoundedNames, OutboundMetrics
-from slipstream.record import current_record
+from slipstream.outbound.metrics import OTHER, BoundedNames, OutboundMetrics
+from slipstream.record import Receiver, RequestRecord, current_record
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -37,6 +38,85 @@ if TYPE_CHECKING:
 OPERATION = "api"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# Hosts one request's record keeps apart; further ones are counted as "other".
+MAX_HOSTS_PER_REQUEST = 16
+
+
+class OutboundTotals:
+    """One request's outbound calls: count and time (in all and by host), and its LLM calls, tokens and cost."""
+
+    __slots__ = ("calls", "cost", "hosts", "input_tokens", "llm_calls", "output_tokens", "seconds")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seconds = 0.0
+        self.hosts: dict[str, list[float]] = {}  # host -> [calls, seconds, slowest]
+        self.llm_calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost = 0.0
+
+    @staticmethod
+    def of(record: RequestRecord) -> OutboundTotals:
+        totals = record.outbound
+        if totals is None:
+            totals = record.outbound = OutboundTotals()
+        return totals
+
+    def add_call(self, host: str, seconds: float) -> None:
+        self.calls += 1
+        self.seconds += seconds
+        if host not in self.hosts and len(self.hosts) >= MAX_HOSTS_PER_REQUEST:
+            host = OTHER
+        found = self.hosts.get(host)
+        if found is None:
+            self.hosts[host] = [1, seconds, seconds]
+        else:
+            found[0] += 1
+            found[1] += seconds
+            found[2] = max(found[2], seconds)
+
+    def add_usage(self, usage: Usage, cost: float | None) -> None:
+        self.llm_calls += 1
+        self.input_tokens += usage.input_tokens or 0
+        self.output_tokens += usage.output_tokens or 0
+        self.cost += cost or 0.0
+
+
+class OutboundByRoute(Receiver):
+    """Counts each finished request's outbound calls, their time, and its LLM calls, tokens and cost by route: the
+    live page's and the dashboards' per-route view, merged across workers like any counter."""
+
+    def __init__(self, metrics: OutboundMetrics) -> None:
+        self.metrics = metrics
+        self.children = LabelledChildren(self._bind)
+
+    def _bind(self, method: str, route: str) -> tuple[Any, ...]:
+        m = self.metrics
+        return (
+            m.route_calls.labels(method, route),
+            m.route_seconds.labels(method, route),
+            m.route_llm_calls.labels(method, route),
+            m.route_tokens.labels(method, route, "input"),
+            m.route_tokens.labels(method, route, "output"),
+            m.route_cost.labels(method, route),
+        )
+
+    def request_finished(self, record: RequestRecord) -> None:
+        totals = record.outbound
+        if totals is None:
+            return
+        calls, seconds, llm_calls, given, produced, cost = self.children[record.method, record.label]
+        if totals.calls:
+            calls.inc(totals.calls)
+            seconds.inc(totals.seconds)
+        if totals.llm_calls:
+            llm_calls.inc(totals.llm_calls)
+            given.inc(totals.input_tokens)
+            produced.inc(totals.output_tokens)
+            cost.inc(totals.cost)
 
 
 class Outbound:
@@ -54,6 +134,8 @@ class Outbound:
         self.prices = Prices(
             {model: (given, produced) for model, given, produced in map(parse_price, settings.gen_ai_prices)}
         )
+        # Per-route counts only for apps that make outbound calls: the others pay nothing per request.
+        instrumentation.add_receiver(OutboundByRoute(self.metrics))
 
     def is_llm(self, host: str, port: int | None) -> bool:
         return host in self.llm_hosts or (port is not None and f"{host}:{port}" in self.llm_hosts)
@@ -66,7 +148,8 @@ class Outbound:
         request_model: str | None,
         seconds: float | None,
         error_type: str = "",
-    ) -> None:
+    ) -> float | None:
+        """Observe one LLM call's usage; returns its cost by the configured prices (None when not priced)."""
         provider = usage.provider or "unknown"
         requested = self.models(request_model or usage.response_model or "unknown")
         responded = self.models(usage.response_model or request_model or "unknown")
@@ -79,10 +162,12 @@ class Outbound:
         if usage.output_tokens is not None:
             metrics.token_usage.labels(*labels, "output").observe(usage.output_tokens)
         model = usage.response_model or request_model
-        if model is not None and usage.reported:
-            cost = self.prices.cost(model, usage.input_tokens or 0, usage.output_tokens or 0)
-            if cost is not None:
-                metrics.cost.labels(self.models(model)).inc(cost)
+        if model is None or not usage.reported:
+            return None
+        cost = self.prices.cost(model, usage.input_tokens or 0, usage.output_tokens or 0)
+        if cost is not None:
+            metrics.cost.labels(self.models(model)).inc(cost)
+        return cost
 
 
 class OutboundCall:
@@ -163,18 +248,24 @@ class OutboundCall:
         outbound.metrics.request_duration.labels(
             self.method, outbound.hosts(self.host), status, self.error_type
         ).observe(seconds)
-        if self.record is not None:
-            self.record.add_operation(OPERATION, seconds)
+        record = self.record
+        if record is not None:
+            record.add_operation(OPERATION, seconds)
+            OutboundTotals.of(record).add_call(self.host, seconds)
         usage = self.usage
-        if usage is not None:
-            if self.reader is not None:
-                self.reader.close()
-            outbound.record_usage(
+        if usage is not None and self.reader is not None:
+            self.reader.close()
+        # A call to an LLM host is an LLM call when it named a model or reported usage (not a health check, say).
+        llm_call = usage is not None and (usage.reported or self.model is not None)
+        if usage is not None and llm_call:
+            cost = outbound.record_usage(
                 usage, operation=self.operation, request_model=self.model, seconds=seconds, error_type=self.error_type
             )
+            if record is not None:
+                OutboundTotals.of(record).add_usage(usage, cost)
         span = self.span
         if span is not None:
-            if usage is not None:
+            if usage is not None and llm_call:
                 _annotate_llm(span, usage, self.operation, self.model)
             if self.error_type:
                 span.set_attribute("error.type", self.error_type)
@@ -215,7 +306,9 @@ def record_llm_usage(
     if instrumentation is None:
         return
     usage = Usage(provider, response_model or model, input_tokens, output_tokens)
-    instrumentation.outbound.record_usage(usage, operation=operation, request_model=model, seconds=seconds)
+    cost = instrumentation.outbound.record_usage(usage, operation=operation, request_model=model, seconds=seconds)
     record = current_record()
-    if record is not None and seconds is not None:
-        record.add_operation(OPERATION, seconds)
+    if record is not None:
+        OutboundTotals.of(record).add_usage(usage, cost)
+        if seconds is not None:
+            record.add_operation(OPERATION, seconds)

@@ -20,6 +20,7 @@ GEN_AI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_reques
 TOKEN_BUCKETS: tuple[float, ...] = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
 GEN_AI_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
 OTHER = "other"
+ROUTE = ("http_request_method", "http_route")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class OutboundMetrics:
     token_usage: Histogram
     operation_duration: Histogram
     cost: Counter
+    route_calls: Counter
+    route_seconds: Counter
+    route_llm_calls: Counter
+    route_tokens: Counter
+    route_cost: Counter
 
     @classmethod
     def register(cls, registry: CollectorRegistry, buckets: Sequence[float], currency: str) -> OutboundMetrics:
@@ -63,6 +69,20 @@ class OutboundMetrics:
                 "slipstream_gen_ai_cost",
                 f"What LLM calls cost by the configured prices per million tokens, in {currency}",
                 ("model",),
+            ),
+            *(
+                reuse_or_register(Counter, registry, name, documentation, labels)
+                for name, documentation, labels in (
+                    ("slipstream_outbound_route_calls", "Outbound calls made while serving each route", ROUTE),
+                    ("slipstream_outbound_route_seconds", "Time in outbound calls made for each route", ROUTE),
+                    ("slipstream_gen_ai_route_calls", "LLM calls made while serving each route", ROUTE),
+                    (
+                        "slipstream_gen_ai_route_tokens",
+                        "LLM tokens used for each route, by type",
+                        (*ROUTE, "gen_ai_token_type"),
+                    ),
+                    ("slipstream_gen_ai_route_cost", f"What each route's LLM calls cost, in {currency}", ROUTE),
+                )
             ),
         )
 

@@ -40,6 +40,11 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "slipstream_db_client_errors_total": ("db_system_name", "error_type"),
     "slipstream_db_n_plus_one_total": ("http_route",),
     "slipstream_bottlenecks_total": ("http_route", "operation"),
+    # Outbound calls and LLM usage by route (tokens of both types summed).
+    "slipstream_outbound_route_seconds_total": ROUTE,
+    "slipstream_gen_ai_route_calls_total": ROUTE,
+    "slipstream_gen_ai_route_tokens_total": ROUTE,
+    "slipstream_gen_ai_route_cost_total": ROUTE,
     "db_client_connection_timeouts_total": ("pool_name",),
 }
 # Gauge name -> its labels; gauges are read as they are now, never differenced.

@@ -72,6 +72,10 @@ def routes(recent: Reading, current: Reading, seconds: float) -> list[dict[str, 
     busy = sum(distribution.total for distribution in window.values()) or 1.0
     errors = recent.counter(ERRORS)
     cached = _hit_ratios(recent.counter("slipstream_cache_route_requests_total"))
+    outbound = recent.counter("slipstream_outbound_route_seconds_total")
+    llm_calls = recent.counter("slipstream_gen_ai_route_calls_total")
+    tokens = recent.counter("slipstream_gen_ai_route_tokens_total")
+    costs = recent.counter("slipstream_gen_ai_route_cost_total")
     rows: list[dict[str, Any]] = []
     for key, total in current.histogram(DURATION).items():
         seen = window.get(key)
@@ -88,6 +92,11 @@ def routes(recent: Reading, current: Reading, seconds: float) -> list[dict[str, 
                 "p99": _quantile(seen, 0.99),
                 "time_share": round(seen.total / busy, 4) if seen is not None and count else 0.0,
                 "hit_ratio": cached.get(key),
+                # Time in outbound calls as a share of the route's time, and its LLM use, over the window.
+                "outbound_share": _ratio(outbound[key], seen.total) if key in outbound and seen is not None else None,
+                "llm_calls": llm_calls.get(key, 0.0),
+                "tokens": tokens.get(key, 0.0),
+                "cost": round(costs.get(key, 0.0), 6),
             }
         )
     rows.sort(key=lambda row: (-row["time_share"], -row["requests"]))
