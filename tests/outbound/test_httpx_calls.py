@@ -318,3 +318,14 @@ async def test_the_report_the_live_page_and_the_route_counters_show_each_routes_
     assert (rows["/ask"]["llm_calls"], rows["/ask"]["tokens"]) == (2, 26)
     assert 0 < rows["/ask"]["outbound_share"] <= 1 and rows["/ask"]["cost"] > 0
     assert rows["/plain"]["outbound_share"] is None and rows["/plain"]["llm_calls"] == 0
+
+
+def test_model_labels_are_bounded() -> None:
+    inst = instrumented(outbound_max_hosts=2, gen_ai_prices=("m=1/1",))
+    with running(inst):
+        for model in ("m1", "m2", "m3", "m4", "m1"):
+            record_llm_usage(model=model, input_tokens=1, output_tokens=1, provider="openai")
+    families = {f.name: f for f in inst.registry.collect()}
+    models = {s.labels["gen_ai_request_model"] for s in families["gen_ai_client_token_usage"].samples}
+    costs = {s.labels["model"] for s in families["slipstream_gen_ai_cost"].samples if s.name.endswith("_total")}
+    assert models == costs == {"m1", "m2", "other"}
