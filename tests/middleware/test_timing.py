@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import re
@@ -286,6 +287,43 @@ async def test_background_tasks_excluded_under_a_real_server(registry: Collector
     labels = {"http_request_method": "GET", "http_route": "/background", "http_response_status_code": "200"}
     assert registry.get_sample_value(DURATION + "_count", labels) == 1
     assert (registry.get_sample_value(DURATION + "_sum", labels) or 1.0) < 0.15
+
+
+async def test_the_last_message_goes_to_the_server_outside_the_request(
+    registry: CollectorRegistry, traced: Traced
+) -> None:
+    """uvicorn copies the current context into its keep-alive timer while it sends the last chunk: that copy must
+    not hold the request's record and span (they would outlive the request), but background tasks still see both."""
+    seen_by_background: list[tuple[object, trace.Span]] = []
+
+    async def note() -> None:
+        seen_by_background.append((current_record(), trace.get_current_span()))
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse("done", background=BackgroundTask(note))
+
+    app = Starlette(routes=[Route("/note", endpoint)])
+    timing = TimingMiddleware(app, instrumentation=instrumented(registry, traced.provider))
+    copies: dict[str, contextvars.Context] = {}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        copies[message["type"]] = contextvars.copy_context()
+
+    await timing(http_scope("GET", "/note"), receive, send)
+    (span,) = traced.server_spans()
+    during_start = copies["http.response.start"]
+    assert during_start.run(current_record) is not None
+    assert during_start.run(trace.get_current_span).get_span_context().span_id == span.context.span_id
+    last = copies["http.response.body"]
+    assert last.run(current_record) is None
+    assert not last.run(trace.get_current_span).get_span_context().is_valid
+    ((record, current),) = seen_by_background
+    assert record is not None and record.finished
+    assert current.get_span_context().span_id == span.context.span_id
+    assert current_record() is None and not trace.get_current_span().get_span_context().is_valid
 
 
 async def test_exceptions_are_recorded_and_raised_unchanged(registry: CollectorRegistry, traced: Traced) -> None:

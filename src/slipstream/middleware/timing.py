@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -22,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.exporters.otel import mark_failed
 from slipstream.instrumentation import Instrumentation
-from slipstream.record import UNMATCHED_ROUTE, RequestRecord, close_record, open_record
+from slipstream.record import UNMATCHED_ROUTE, RequestRecord, close_record, open_record, set_record
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
@@ -60,7 +59,12 @@ class TimingMiddleware:
             except Exception:
                 log.exception(_RECEIVER_FAILED, "a request's arrival")
         tracer = instrumentation.tracer
-        context_token = self.start_span(tracer, record) if tracer is not None else None
+        context_token = None
+        if tracer is not None:
+            outer = otel_context.get_current()
+            inner = self.start_span(tracer, record)
+            context_token = otel_context.attach(inner)
+            exchange.contexts = (outer, inner)
         try:
             await self.app(scope, exchange.receive if exchange.counting else receive, exchange.send)
         except BaseException as error:
@@ -73,7 +77,8 @@ class TimingMiddleware:
                 otel_context.detach(context_token)
             close_record(token)
 
-    def start_span(self, tracer: trace.Tracer, record: RequestRecord) -> Token[Context]:
+    def start_span(self, tracer: trace.Tracer, record: RequestRecord) -> Context:
+        """Starts the request's span; returns the context that makes it current."""
         scope = record.scope
         method = record.method
         attributes: dict[str, Any] = {
@@ -108,13 +113,13 @@ class TimingMiddleware:
         record.span = span = tracer.start_span(
             method if method != "_OTHER" else "HTTP", context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
         )
-        return otel_context.attach(trace.set_span_in_context(span, parent))
+        return trace.set_span_in_context(span, parent)
 
 
 class _Exchange:
     """Watches one request's messages and writes what they show into its record."""
 
-    __slots__ = ("counting", "downstream", "record", "start_headers", "upstream")
+    __slots__ = ("contexts", "counting", "downstream", "record", "start_headers", "upstream")
 
     def __init__(self, record: RequestRecord, receive: Receive, send: Send) -> None:
         self.record = record
@@ -122,6 +127,8 @@ class _Exchange:
         self.downstream = send
         self.counting = False
         self.start_headers: Any = ()
+        # The OpenTelemetry contexts before the request and with its span current, when there is a span.
+        self.contexts: tuple[Context, Context] | None = None
         # -1: the request has no body (the request-size histogram describes bodies, so it is not observed).
         record.request_size = -1
         for key, value in record.scope["headers"]:
@@ -149,8 +156,10 @@ class _Exchange:
         record = self.record
         if kind == "http.response.body":
             record.response_size += len(message.get("body", b""))
-            await self.downstream(message)
-            if not message.get("more_body", False):
+            if message.get("more_body", False):
+                await self.downstream(message)
+            else:
+                await self._send_last(message)
                 self.finish()
             return
         if kind == "http.response.start":
@@ -168,10 +177,31 @@ class _Exchange:
             self.start_headers = message.get("headers", ())
             await self.downstream(message)
             return
-        await self.downstream(message)
         if kind == "http.response.pathsend":
+            await self._send_last(message)
             record.response_size = next((int(v) for k, v in self.start_headers if k.lower() == b"content-length"), 0)
             self.finish()
+            return
+        await self.downstream(message)
+
+    async def _send_last(self, message: Message) -> None:
+        """Hands the response's last message to the server outside the request's context.
+
+        uvicorn arms its keep-alive timer while it handles that message, and the timer keeps a copy of the current
+        context long after the request (cancelled timers stay in the event loop's heap): the request's record,
+        scope and span would outlive it and be left to the garbage collector, several collections a thousand
+        requests. What the app runs after its response (background tasks) still sees them: they are set back.
+        """
+        contexts = self.contexts
+        set_record(None)
+        if contexts is not None:
+            otel_context.attach(contexts[0])
+        try:
+            await self.downstream(message)
+        finally:
+            set_record(self.record)
+            if contexts is not None:
+                otel_context.attach(contexts[1])
 
     def fail(self, error: BaseException) -> None:
         record = self.record
