@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute
 
 import slipstream
 from cache_contenders import make_html_page, make_rows, routes
-from telemetry_contenders import PAGE_PATH, item_route
+from telemetry_contenders import PAGE_PATH, OneSpan, item_route
 from telemetry_spans import global_span_pipeline
 
 
@@ -41,3 +41,10 @@ def metrics_app() -> Starlette:
     app = Starlette(routes=serving_routes())
     slipstream.install(app, slipstream.Settings(metrics_port=None, report_enabled=True))
     return app
+
+
+def floor_app() -> OneSpan:
+    """The bare app inside the least a tracing middleware can do with the SDK (bench_telemetry.py's floor): one
+    current SERVER span with slipstream's attributes, ended as the response completes, to the same pipeline."""
+    pipeline = global_span_pipeline()
+    return OneSpan(bare_app(), pipeline.provider.get_tracer("bench"))

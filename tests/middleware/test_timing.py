@@ -31,7 +31,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Host, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slipstream import TimingMiddleware, current_record, timed
+from slipstream import RequestRecord, TimingMiddleware, current_record, timed
 from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
@@ -294,7 +294,7 @@ async def test_the_last_message_goes_to_the_server_outside_the_request(
 ) -> None:
     """uvicorn copies the current context into its keep-alive timer while it sends the last chunk: that copy must
     not hold the request's record and span (they would outlive the request), but background tasks still see both."""
-    seen_by_background: list[tuple[object, trace.Span]] = []
+    seen_by_background: list[tuple[RequestRecord | None, trace.Span]] = []
 
     async def note() -> None:
         seen_by_background.append((current_record(), trace.get_current_span()))
