@@ -33,12 +33,27 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User and system CPU time the process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(Path(f"/proc/{self.process.pid}/stat"))
+
+    def thread_cpu_seconds(self) -> tuple[float, float]:
+        """CPU time so far of the process's main thread (the event loop's), and of all its other threads."""
+        main = others = 0.0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                if task.name == str(self.process.pid):
+                    main = _cpu_seconds(task / "stat")
+                else:
+                    others += _cpu_seconds(task / "stat")
+        return main, others
 
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
