@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import random
 from collections import Counter
+from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -35,11 +36,12 @@ def bare_app() -> Starlette:
 
 
 def full_app() -> Starlette:
-    """``install`` with everything on (the report too; no metrics port, nothing listens but the app), its spans
-    going to an SDK provider with a BatchSpanProcessor over an exporter that discards them."""
+    """``install`` with everything on (the report too; no metrics port, nothing listens but the app; the multiprocess
+    directory from the environment when several workers run), its spans going to an SDK provider with a
+    BatchSpanProcessor over an exporter that discards them."""
     process_pipeline()
     app = Starlette(routes=serving_routes())
-    slipstream.install(app, slipstream.Settings(metrics_port=None, report_enabled=True))
+    slipstream.install(app, replace(slipstream.Settings.from_env(), metrics_port=None, report_enabled=True))
     return app
 
 
@@ -47,7 +49,8 @@ def metrics_app(*, tracing: bool = True) -> Starlette:
     """The same stack without a tracer provider: what an app that has not set up tracing gets (no spans). In a
     process that has a global provider, ``tracing=False`` gets the same (slipstream asks for no tracer)."""
     app = Starlette(routes=serving_routes())
-    slipstream.install(app, slipstream.Settings(metrics_port=None, report_enabled=True, tracing_enabled=tracing))
+    settings = replace(slipstream.Settings.from_env(), metrics_port=None, report_enabled=True, tracing_enabled=tracing)
+    slipstream.install(app, settings)
     return app
 
 
