@@ -93,9 +93,16 @@ def uvicorn_command(factory: str, port: int, workers: int = 1) -> list[str]:
     return [*command, "--workers", str(workers)] if workers > 1 else command
 
 
-def start(factory: str, log: IO[bytes], workers: int = 1, multiproc_dir: str | None = None) -> Server:
+def start(
+    factory: str, log: IO[bytes], workers: int = 1, multiproc_dir: str | None = None, source: str | None = None
+) -> Server:
+    """uvicorn serving ``factory``; ``source``: a directory to import slipstream from instead (PYTHONPATH)."""
     port = free_port()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": multiproc_dir} if multiproc_dir else None
+    env = dict(os.environ)
+    if multiproc_dir:
+        env["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
+    if source:
+        env["PYTHONPATH"] = source
     process = subprocess.Popen(uvicorn_command(factory, port, workers), stdout=log, stderr=subprocess.STDOUT, env=env)
     return Server(factory, port, process, log)
 
