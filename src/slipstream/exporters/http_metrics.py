@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
 
-from slipstream.exporters.metrics import LabelledChildren, Metrics, bucket_observer
+from slipstream.exporters.metrics import LabelledChildren, Metrics, bucket_observer, gauge_adder
 from slipstream.record import Receiver, RequestRecord
 
 if TYPE_CHECKING:
@@ -40,18 +40,19 @@ class HttpServerMetrics(Receiver):
                 bucket_observer(request_size.labels(*values)),
             )
         )
-        self.active = LabelledChildren(metrics.active_requests.labels)
+        active = metrics.active_requests
+        self.active: LabelledChildren[Observe] = LabelledChildren(lambda *values: gauge_adder(active.labels(*values)))
         # When each (series, bucket) may take its next exemplar: Prometheus keeps one per bucket, so one a second
         # per bucket shows the same and skips most of the cost of attaching them.
         self._buckets = buckets
         self._exemplars_due: dict[tuple[int, int], float] = {}
 
     def request_started(self, record: RequestRecord) -> None:
-        self.active[record.method].inc()
+        self.active[record.method](1)
 
     def request_finished(self, record: RequestRecord) -> None:
         method, label, seconds = record.method, record.label, record.seconds
-        self.active[method].dec()
+        self.active[method](-1)
         duration, observe_duration, observe_response_size = self.by_response[method, label, record.status]
         span = record.span
         context = span.get_span_context() if span is not None else None

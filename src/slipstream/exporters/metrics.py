@@ -149,6 +149,13 @@ def bucket_observer(child: Histogram) -> Callable[[float], None]:
     return observe
 
 
+def gauge_adder(child: Gauge) -> Callable[[float], None]:
+    """``child.inc(amount)`` (``dec`` is a negative amount) for a labelled child, on its own value as prometheus_client
+    does it, without re-checking the labels on each call."""
+    add: Callable[[float], None] = child._value.inc
+    return add
+
+
 def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
     def make(kind: type[M], name: str, documentation: str, labels: Sequence[str] = (), **extra: Any) -> M:
         return reuse_or_register(kind, registry, name, documentation, labels, **extra)

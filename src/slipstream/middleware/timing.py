@@ -58,7 +58,7 @@ class TimingMiddleware:
                 started(record)
             except Exception:
                 log.exception(_RECEIVER_FAILED, "a request's arrival")
-        tracer = instrumentation.tracer
+        tracer = instrumentation.tracer_source.get()
         context_token = None
         if tracer is not None:
             outer = otel_context.get_current()
