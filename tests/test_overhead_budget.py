@@ -3,7 +3,7 @@
 tests/overhead_probe.py measures it in a process of its own: without the coverage tracer, which slows
 slipstream's lines more than the bare app's, and without this session's OpenTelemetry provider. Ratios within one
 process and interleaved rounds, so the machine's speed and load cancel out: no absolute timing is asserted. Each
-budget lets the overhead grow by half over what was measured when it was set; a change that doubles it fails.
+budget lets the overhead grow by 60% over what was measured when it was set; a change that doubles it fails.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 from tests.overhead_probe import ITEM, PAGE, STACK, TRACED
 
 ROOT = Path(__file__).resolve().parent.parent
-# Stack CPU / bare app CPU per request, measured when set (git 578dc6f, Python 3.11, 2 CPUs).
-MEASURED = {(ITEM, STACK): 4.2, (ITEM, TRACED): 6.9, (PAGE, STACK): 2.2, (PAGE, TRACED): 5.4}
-GROWTH = 1.5
+# Stack CPU / bare app CPU per request, measured when set (git 3707cb0, Python 3.11, 2 CPUs; the highest of
+# three runs, rounded up).
+MEASURED = {(ITEM, STACK): 4.0, (ITEM, TRACED): 6.6, (PAGE, STACK): 1.9, (PAGE, TRACED): 5.2}
+GROWTH = 1.6
 
 
 def budget(measured: float) -> float:
