@@ -15,17 +15,14 @@ import time
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slipstream.exporters.otel import mark_failed
 from slipstream.instrumentation import Instrumentation
+from slipstream.middleware.server_span import ServerSpans, end_span
 from slipstream.record import UNMATCHED_ROUTE, RequestRecord, close_record, open_record, set_record
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-_PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
-_DECODED_HEADERS = 1024
 # A receiver with a bug is logged and skipped: the request it describes goes on, and so do the other receivers.
 _RECEIVER_FAILED = "slipstream: a receiver failed on %s (the request goes on)"
 
@@ -38,9 +35,7 @@ class TimingMiddleware:
     def __init__(self, app: ASGIApp, *, instrumentation: Instrumentation | None = None) -> None:
         self.app = app
         self.instrumentation = instrumentation if instrumentation is not None else Instrumentation()
-        # Span attributes from Host and User-Agent values, decoded once (bounded).
-        self.decoded_hosts: dict[bytes, dict[str, Any]] = {}
-        self.decoded_agents: dict[bytes, dict[str, Any]] = {}
+        self.spans = ServerSpans()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +57,7 @@ class TimingMiddleware:
         context_token = None
         if tracer is not None:
             outer = otel_context.get_current()
-            inner = self.start_span(tracer, record)
+            inner = self.spans.start(tracer, record)
             context_token = otel_context.attach(inner)
             exchange.contexts = (outer, inner)
         try:
@@ -76,44 +71,6 @@ class TimingMiddleware:
             if context_token is not None:
                 otel_context.detach(context_token)
             close_record(token)
-
-    def start_span(self, tracer: trace.Tracer, record: RequestRecord) -> Context:
-        """Starts the request's span; returns the context that makes it current."""
-        scope = record.scope
-        method = record.method
-        attributes: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": scope["path"],
-            "url.scheme": scope.get("scheme", "http"),
-            "network.protocol.version": scope.get("http_version", "1.1"),
-        }
-        if method == "_OTHER":
-            attributes["http.request.method_original"] = scope["method"]
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = client[0]
-        carrier: dict[str, str] = {}
-        for key, value in scope["headers"]:
-            if key == b"host" or key == b"user-agent":
-                decoded = self.decoded_hosts if key == b"host" else self.decoded_agents
-                found = decoded.get(value)
-                if found is None:
-                    found = _header_attributes(key, value)
-                    if len(decoded) < _DECODED_HEADERS:
-                        decoded[value] = found
-                attributes.update(found)
-            elif key in _PROPAGATION_HEADERS:
-                carrier[key.decode()] = value.decode("latin-1")
-        parent = None
-        if carrier:
-            # Imported at the first request that carries a trace context: it loads the configured propagators.
-            from opentelemetry import propagate
-
-            parent = propagate.extract(carrier)
-        record.span = span = tracer.start_span(
-            method if method != "_OTHER" else "HTTP", context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
-        )
-        return trace.set_span_in_context(span, parent)
 
 
 class _Exchange:
@@ -228,43 +185,4 @@ class _Exchange:
             except Exception:
                 log.exception(_RECEIVER_FAILED, "a finished request")
         if record.span is not None:
-            _end_span(record.span, record)
-
-
-def _end_span(span: trace.Span, record: RequestRecord) -> None:
-    method, route, status = record.method, record.route, record.status
-    attributes: dict[str, Any] = {"http.response.status_code": status}
-    if route is not None:
-        span.update_name(f"{method} {route}" if method != "_OTHER" else f"HTTP {route}")
-        attributes["http.route"] = route
-    if record.cache is not None:
-        attributes["slipstream.cache"] = record.cache
-    if record.bottleneck is not None:
-        attributes["slipstream.bottleneck"] = record.bottleneck
-    span.set_attributes(attributes)
-    if record.error is not None:
-        mark_failed(span, record.error)
-    elif status >= 500:
-        span.set_attribute("error.type", str(status))
-        span.set_status(trace.Status(trace.StatusCode.ERROR))
-    span.end()
-
-
-def _split_host(value: str) -> tuple[str, int | None]:
-    """A Host field's name (IPv6 literals without brackets) and port."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, colon, port = value.rpartition(":")
-        if not colon:
-            host, port = value, ""
-    return host, int(port) if port.isdigit() else None
-
-
-def _header_attributes(key: bytes, value: bytes) -> dict[str, Any]:
-    text = value.decode("latin-1")
-    if key == b"user-agent":
-        return {"user_agent.original": text}
-    host, port = _split_host(text)
-    return {"server.address": host} if port is None else {"server.address": host, "server.port": port}
+            end_span(record.span, record)
