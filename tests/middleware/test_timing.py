@@ -443,6 +443,17 @@ async def test_unsampled_requests_leave_no_exemplar(registry: CollectorRegistry,
     assert "trace_id" not in openmetrics(registry)
 
 
+async def test_an_unsampled_request_leaves_its_bucket_to_the_next_sampled_one(
+    registry: CollectorRegistry, traced: Traced
+) -> None:
+    app = build_app(registry, traced.provider)
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    await call_asgi(app, path="/users/3", headers=[("traceparent", unsampled)])
+    await call_asgi(app, path="/users/4")
+    (span,) = traced.spans
+    assert span.context is not None and f"{span.context.trace_id:032x}" in openmetrics(registry)
+
+
 async def test_interleaved_requests_keep_their_own_records(registry: CollectorRegistry) -> None:
     """Two requests alternate step by step; neither sees the other's operations, route or sizes."""
     turns = [anyio.Event() for _ in range(4)]

@@ -55,8 +55,10 @@ class HttpServerMetrics(Receiver):
         self.active[method](-1)
         duration, observe_duration, observe_response_size = self.by_response[method, label, record.status]
         span = record.span
-        context = span.get_span_context() if span is not None else None
-        if context is not None and context.trace_flags.sampled and self._exemplar_due(duration, seconds):
+        due = self._exemplar_due(duration, seconds) if span is not None else None
+        context = span.get_span_context() if span is not None and due is not None else None
+        if context is not None and due is not None and context.trace_flags.sampled:
+            self._exemplars_due[due] = time.perf_counter() + EXEMPLAR_INTERVAL
             duration.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
         else:
             observe_duration(seconds)
@@ -69,13 +71,11 @@ class HttpServerMetrics(Receiver):
             # Requests without a body (most GETs, size -1) are not observed: the histogram describes bodies.
             observe_request_size(record.request_size)
 
-    def _exemplar_due(self, series: Histogram, seconds: float) -> bool:
-        now = time.perf_counter()
+    def _exemplar_due(self, series: Histogram, seconds: float) -> tuple[int, int] | None:
+        """The (series, bucket) key when that bucket may take an exemplar now (the caller marks it when it does),
+        else None: asked first, since most requests land where an exemplar was taken less than a second ago."""
         key = (id(series), bisect.bisect_left(self._buckets, seconds))
-        if now < self._exemplars_due.get(key, 0.0):
-            return False
-        self._exemplars_due[key] = now + EXEMPLAR_INTERVAL
-        return True
+        return key if time.perf_counter() >= self._exemplars_due.get(key, 0.0) else None
 
 
 class OtelHttpMetrics(Receiver):
