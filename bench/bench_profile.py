@@ -104,7 +104,12 @@ def sample(server: Server, profile: Profile, seconds: float, rate: int, py_spy: 
         frames = stack.split(";")
         if "MainThread" in frames[0]:
             samples[component_of(frames[-1])] += int(times)
-    total = samples.total() or 1
+    if not samples:
+        raise SystemExit(
+            "py-spy took no sample of the server: it must be allowed to attach to another process (run as root, or "
+            "with kernel.yama.ptrace_scope=0)"
+        )
+    total = samples.total()
     for component, sampled in samples.items():
         profile.components[component] = sampled / total * profile.main_thread
     profile.components[OTHER_THREADS] = profile.other_threads
