@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,15 @@ from tests.redis_server import RedisServer, run_redis_server
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def unfrozen_collector() -> Iterator[None]:
+    """Each test leaves the garbage collector as it found it: an app's lifespan startup freezes the heap
+    (``gc_freeze``), which in this process would keep every earlier test's leftovers for good."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 @pytest.fixture

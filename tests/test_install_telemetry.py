@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
@@ -237,3 +238,17 @@ async def test_spans_and_metrics_reach_an_otlp_collector_and_shutdown_flushes(re
     assert server.attributes["http.route"] == "/work/{n}"
     duration = receiver.metric("http.server.request.duration")
     assert sum(point.count or 0 for point in duration.points) == 1
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_lifespan_startup_freezes_the_heap_unless_told_not_to(freeze: bool) -> None:
+    gc.unfreeze()
+    app, _ = make_app(CollectorRegistry(), metrics_port=None, gc_freeze=freeze)
+    frozen = 0
+
+    async def during() -> None:
+        nonlocal frozen
+        frozen = gc.get_freeze_count()
+
+    await serve_lifespan(app, during)
+    assert (frozen > 0) is freeze

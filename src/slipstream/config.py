@@ -159,6 +159,11 @@ class Settings:
     # Seconds between two snapshots of the page's history; it keeps 60 (the last hour by default).
     live_history_interval: float = 60.0
 
+    # At the app's lifespan startup, collect once and move every object the process holds out of the garbage
+    # collector's way (gc.freeze()): full collections, which spans waiting in a batch processor set off among
+    # others, then walk what was made since instead of pausing the server for tens of milliseconds each.
+    gc_freeze: bool = True
+
     # One SERVER span per request, when a tracer provider exists (ours from the otel_* settings, or the app's).
     tracing_enabled: bool = True
     # OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318): traces and metrics are exported there.

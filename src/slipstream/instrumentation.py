@@ -10,6 +10,7 @@ each other's requests, queries, operations or cache entries.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import weakref
 from collections.abc import Callable
@@ -152,9 +153,14 @@ class Instrumentation:
     # The app's lifespan --------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Lifespan startup: serve /metrics (and /report, the live page) on the metrics port, unless another process
-        does; keep the live page's history when it is served anywhere."""
+        """Lifespan startup: freeze the startup heap (``gc_freeze``); serve /metrics (and /report, the live page) on
+        the metrics port, unless another process does; keep the live page's history when it is served anywhere."""
         s = self.settings
+        if s.gc_freeze:
+            # What the app built to start (modules, routes, settings) lives as long as the process: collecting
+            # first leaves only that, which no collection need walk again.
+            gc.collect()
+            gc.freeze()
         serves_port = s.metrics_port is not None and s.metrics_multiprocess_dir is None
         if self.live is not None and (serves_port or s.live_path is not None):
             self.live.history.start()

@@ -158,6 +158,11 @@ def close_record(token: Token[RequestRecord | None]) -> None:
     _current.reset(token)
 
 
+def set_record(record: RequestRecord | None) -> None:
+    """Makes ``record`` current without a token to reset: for timing to step out of the request and back in."""
+    _current.set(record)
+
+
 def follow_scope(scope: Scope) -> None:
     """Called by a middleware handing the app a copy of the scope, so timing reads the route from the copy."""
     record = _current.get()

@@ -71,3 +71,24 @@ def test_a_zero_window_turns_it_off_and_bad_arguments_are_refused() -> None:
 
 def test_the_window_comes_from_the_settings() -> None:
     assert ResponseCache.from_settings(Settings(cache_hit_for_miss=2.5)).uncacheable.window == 2.5
+
+
+def test_hit_for_miss_answers_remembered_keys_at_once_and_keeps_them_remembered() -> None:
+    clock = Clock()
+    cache = ResponseCache.from_settings(Settings())
+    cache.uncacheable = RecentlyUncacheable(5.0, clock=clock)
+    assert cache.hit_for_miss("http://a.test/x") is None  # not remembered: the caller joins or leads a flight
+    cache.uncacheable.add("http://a.test/x")
+    clock.now += 4
+    fill = cache.hit_for_miss("http://a.test/x")
+    assert fill is not None and fill.found is None
+    fill.not_stored()  # answered uncacheably again: the window starts over
+    clock.now += 4
+    assert cache.hit_for_miss("http://a.test/x") is not None
+
+
+def test_hit_for_miss_leaves_keys_to_fill_when_redis_may_have_them() -> None:
+    cache = ResponseCache.from_settings(Settings(cache_redis_url="redis://127.0.0.1:1/0"))
+    cache.uncacheable.add("http://a.test/x")
+    assert "http://a.test/x" in cache.uncacheable
+    assert cache.hit_for_miss("http://a.test/x") is None

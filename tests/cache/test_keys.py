@@ -9,6 +9,7 @@ from urllib.parse import unquote
 import pytest
 
 from slipstream.cache.keys import QueryNormaliser, primary_key, request_fields, secondary_key
+from slipstream.cache.request_rules import RequestRules
 from tests.support import http_scope
 
 NORMALISER = QueryNormaliser(("utm_*", "gclid"))
@@ -105,3 +106,26 @@ def test_a_normalised_accept_language_is_written_one_way() -> None:
     fields = request_fields([(b"accept-language", b" DE-ch;Q=0.50 , en ,, fr;q=0 , en;q=1.0")])
     assert fields == {"accept-language": "de-ch;q=0.5,en,fr;q=0"}
     assert request_fields([(b"accept-language", b"de; x=1 ,  en")]) == {"accept-language": "de; x=1,en"}
+
+
+def test_the_rules_remember_primary_keys_by_everything_they_are_made_of() -> None:
+    rules = RequestRules(ignore_query_params=("utm_*",), key_headers=(), ignore_cookies=(), route_ttls=())
+    normaliser = QueryNormaliser(("utm_*",))
+    scopes = [
+        http_scope("GET", "/a", [("host", "Example.COM:80")]),
+        http_scope("GET", "/a", [("host", "example.com:8080")]),
+        http_scope("GET", "/a", [("host", "")]),
+        {**http_scope("GET", "/a", [("host", "example.com")]), "scheme": "https"},
+        {**http_scope("GET", "/a"), "query_string": b"b=2&a=1&utm_x=3"},
+        {**http_scope("GET", "/a"), "query_string": b"a=1&b=2"},
+        {**http_scope("GET", "/caf%C3%A9"), "raw_path": b"/caf%c3%a9"},
+        {**http_scope("GET", "/x"), "server": ("10.0.0.1", 81), "headers": []},
+        {**http_scope("GET", "/x"), "server": ("10.0.0.2", 81), "headers": []},
+    ]
+    for _ in range(2):  # worked out, then remembered
+        assert [rules.primary_key(s) for s in scopes] == [primary_key(s, normaliser) for s in scopes]
+    long_target = {**http_scope("GET", "/a"), "query_string": b"q=" + b"x" * 600}
+    assert rules.primary_key(long_target) == primary_key(long_target, normaliser)
+    for index in range(1100):
+        rules.primary_key(http_scope("GET", f"/page/{index}"))
+    assert len(rules._primary_keys) <= 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import re
@@ -30,7 +31,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Host, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slipstream import TimingMiddleware, current_record, timed
+from slipstream import RequestRecord, TimingMiddleware, current_record, timed
 from slipstream.middleware.cache import CacheMiddleware
 from slipstream.middleware.compression import CompressionMiddleware
 from slipstream.middleware.conditional import ConditionalMiddleware
@@ -288,6 +289,43 @@ async def test_background_tasks_excluded_under_a_real_server(registry: Collector
     assert (registry.get_sample_value(DURATION + "_sum", labels) or 1.0) < 0.15
 
 
+async def test_the_last_message_goes_to_the_server_outside_the_request(
+    registry: CollectorRegistry, traced: Traced
+) -> None:
+    """uvicorn copies the current context into its keep-alive timer while it sends the last chunk: that copy must
+    not hold the request's record and span (they would outlive the request), but background tasks still see both."""
+    seen_by_background: list[tuple[RequestRecord | None, trace.Span]] = []
+
+    async def note() -> None:
+        seen_by_background.append((current_record(), trace.get_current_span()))
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse("done", background=BackgroundTask(note))
+
+    app = Starlette(routes=[Route("/note", endpoint)])
+    timing = TimingMiddleware(app, instrumentation=instrumented(registry, traced.provider))
+    copies: dict[str, contextvars.Context] = {}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        copies[message["type"]] = contextvars.copy_context()
+
+    await timing(http_scope("GET", "/note"), receive, send)
+    (span,) = traced.server_spans()
+    during_start = copies["http.response.start"]
+    assert during_start.run(current_record) is not None
+    assert during_start.run(trace.get_current_span).get_span_context().span_id == span.context.span_id
+    last = copies["http.response.body"]
+    assert last.run(current_record) is None
+    assert not last.run(trace.get_current_span).get_span_context().is_valid
+    ((record, current),) = seen_by_background
+    assert record is not None and record.finished
+    assert current.get_span_context().span_id == span.context.span_id
+    assert current_record() is None and not trace.get_current_span().get_span_context().is_valid
+
+
 async def test_exceptions_are_recorded_and_raised_unchanged(registry: CollectorRegistry, traced: Traced) -> None:
     app = build_app(registry, traced.provider)
     async with asgi_client(app) as client:
@@ -403,6 +441,17 @@ async def test_unsampled_requests_leave_no_exemplar(registry: CollectorRegistry,
     await call_asgi(app, path="/users/3", headers=[("traceparent", parent)])
     assert traced.spans == ()
     assert "trace_id" not in openmetrics(registry)
+
+
+async def test_an_unsampled_request_leaves_its_bucket_to_the_next_sampled_one(
+    registry: CollectorRegistry, traced: Traced
+) -> None:
+    app = build_app(registry, traced.provider)
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    await call_asgi(app, path="/users/3", headers=[("traceparent", unsampled)])
+    await call_asgi(app, path="/users/4")
+    (span,) = traced.spans
+    assert span.context is not None and f"{span.context.trace_id:032x}" in openmetrics(registry)
 
 
 async def test_interleaved_requests_keep_their_own_records(registry: CollectorRegistry) -> None:

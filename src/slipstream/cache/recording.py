@@ -79,6 +79,8 @@ class ResponseRecorder:
         self.body: bytes | None = None
         self.swallowed = False  # the response was a 304 or an error the stale entry answers instead
         self.forwarded = False
+        # ``may_store`` said no to the start message: the response is not built into an entry at the end either.
+        self.refused = False
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -88,6 +90,7 @@ class ResponseRecorder:
                 self.swallowed = True
                 return
             if self.on_not_stored is not None and self.may_store is not None and not self.may_store(message):
+                self.refused = True
                 self._not_stored()
             headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in self.not_sent]
             if self.status_header is not None:
@@ -125,6 +128,16 @@ def _fields(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return fields
 
 
+def _without_freshness(
+    sent: dict[bytes, bytes], default_ttl: float | None, targets: tuple[bytes, ...], heuristic_fraction: float
+) -> bool:
+    """No freshness and no no-cache, nor a route default or a heuristic to give one: nothing to store (see
+    `build_entry`). The common case of dynamic responses, told from the fields alone."""
+    if default_ttl is not None or b"cache-control" in sent or b"expires" in sent:
+        return False
+    return not any(name in sent for name in targets) and not (heuristic_fraction > 0 and b"last-modified" in sent)
+
+
 def build_entry(
     *,
     recorder: ResponseRecorder,
@@ -154,10 +167,8 @@ def build_entry(
     if start is None or body is None or recorder.swallowed:
         return None
     sent = _fields(start.get("headers", ()))
-    if default_ttl is None and b"cache-control" not in sent and b"expires" not in sent:
-        if not any(name in sent for name in targets) and not (heuristic_fraction > 0 and b"last-modified" in sent):
-            # No freshness and no no-cache: nothing to store (see below). The common case of dynamic responses.
-            return None
+    if _without_freshness(sent, default_ttl, targets, heuristic_fraction):
+        return None
     encoding = sent.get(b"content-encoding")
     identity_start, identity_body = start, body
     if capture.start is not None and capture.body is not None and encoding is not None:
@@ -226,11 +237,23 @@ def build_entry(
     )
 
 
-def may_store_start(start: Message, build: Callable[..., CacheEntry | None], max_entry_bytes: int) -> bool:
+def may_store_start(
+    start: Message,
+    build: Callable[..., CacheEntry | None],
+    max_entry_bytes: int,
+    *,
+    default_ttl: float | None,
+    targets: tuple[bytes, ...],
+    heuristic_fraction: float,
+) -> bool:
     """Whether a response beginning with ``start`` may yet be stored: its Content-Length (if any) within
-    ``max_entry_bytes``, and ``build`` (`build_entry` with this request's options) saying yes to it with an empty
-    body, since nothing but the size limit looks at the body."""
-    length = _fields(start.get("headers", ())).get(b"content-length", b"")
+    ``max_entry_bytes``, and ``build`` (`build_entry` with this request's options, which ``default_ttl``,
+    ``targets`` and ``heuristic_fraction`` repeat) saying yes to it with an empty body, since nothing but the size
+    limit looks at the body. A response without any freshness is refused from its fields alone: most are."""
+    sent = _fields(start.get("headers", ()))
+    if _without_freshness(sent, default_ttl, targets, heuristic_fraction):
+        return False
+    length = sent.get(b"content-length", b"")
     if length.isdigit() and int(length) > max_entry_bytes:
         return False
     probe = ResponseRecorder(_nowhere, None, hold=False, serve_stale_on_error=False, head=False)

@@ -17,6 +17,9 @@ from slipstream.config import parse_route_ttl
 from slipstream.http.headers import RawHeaders
 
 _CREDENTIALS = (b"cookie", b"authorization")
+# Primary keys remembered per rules (cleared when full), for targets up to this many bytes.
+_MEMO_LIMIT = 1024
+_MEMO_TARGET_LIMIT = 512
 
 
 class RequestRules:
@@ -35,12 +38,30 @@ class RequestRules:
         self.key_headers = tuple(sorted({name.lower() for name in key_headers}))
         self.cookies = CookieFilter(tuple(ignore_cookies))
         self.route_ttls: list[tuple[Callable[[str], object], float, bool]] = []
+        self._primary_keys: dict[tuple[object, ...], str] = {}
         for route in route_ttls:
             pattern, seconds, with_credentials = parse_route_ttl(route)
             self.route_ttls.append((re.compile(pattern).match, seconds, with_credentials))
 
     def primary_key(self, scope: Scope) -> str:
-        return primary_key(scope, self.normalise_query)
+        """`keys.primary_key`, remembered by what it is made of (scheme, Host, path as received, query, server):
+        most requests ask for a few URLs again and again. Long targets are worked out each time."""
+        host = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                break
+        raw_path: bytes | None = scope.get("raw_path")
+        query: bytes = scope.get("query_string", b"")
+        memo = (scope.get("scheme", "http"), host, raw_path, scope["path"], query, scope.get("server"))
+        found = self._primary_keys.get(memo)
+        if found is None:
+            found = primary_key(scope, self.normalise_query)
+            if len(raw_path or b"") + len(query) + len(host or b"") <= _MEMO_TARGET_LIMIT:
+                if len(self._primary_keys) >= _MEMO_LIMIT:
+                    self._primary_keys.clear()
+                self._primary_keys[memo] = found
+        return found
 
     def keyed_request(self, scope: Scope) -> Scope:
         """The request as the app may see it: what the key leaves out (ignored query parameters and cookies) is

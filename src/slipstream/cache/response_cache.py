@@ -160,6 +160,13 @@ class ResponseCache:
             language = variant_language(entry.vary, entry.headers)
             self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags, language))
 
+    def hit_for_miss(self, primary: str) -> Fill | None:
+        """`fill`'s answer for a key lately answered uncacheably when there is no Redis to ask, without its
+        context manager: nothing to wait for, nothing to look up. None otherwise (then use `fill`)."""
+        if self.redis is None and primary in self.uncacheable:
+            return Fill(self, primary, None)
+        return None
+
     @contextlib.asynccontextmanager
     async def fill(self, primary: str, headers: Headers) -> AsyncIterator[Fill]:
         """After a memory miss: a Fill with the entry found meanwhile, or with None when the caller calls the app.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
 
-from slipstream.exporters.metrics import LabelledChildren, Metrics
+from slipstream.exporters.metrics import LabelledChildren, Metrics, bucket_observer, gauge_adder
 from slipstream.record import Receiver, RequestRecord
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 # Seconds between exemplars of one bucket of one series.
 EXEMPLAR_INTERVAL = 1.0
+Observe = Callable[[float], None]
 
 
 class HttpServerMetrics(Receiver):
@@ -24,46 +26,56 @@ class HttpServerMetrics(Receiver):
     def __init__(self, metrics: Metrics, buckets: tuple[float, ...]) -> None:
         duration, response_size = metrics.request_duration, metrics.response_body_size
         time_to_first_byte, request_size = metrics.time_to_first_byte, metrics.request_body_size
-        # One look-up per label set serves the metrics that share it.
-        self.by_response = LabelledChildren(lambda *values: (duration.labels(*values), response_size.labels(*values)))
-        self.by_route = LabelledChildren(
-            lambda *values: (time_to_first_byte.labels(*values), request_size.labels(*values))
+        # One look-up per label set serves the metrics that share it; the duration child itself takes exemplars.
+        self.by_response: LabelledChildren[tuple[Histogram, Observe, Observe]] = LabelledChildren(
+            lambda *values: (
+                child := duration.labels(*values),
+                bucket_observer(child),
+                bucket_observer(response_size.labels(*values)),
+            )
         )
-        self.active = LabelledChildren(metrics.active_requests.labels)
+        self.by_route: LabelledChildren[tuple[Observe, Observe]] = LabelledChildren(
+            lambda *values: (
+                bucket_observer(time_to_first_byte.labels(*values)),
+                bucket_observer(request_size.labels(*values)),
+            )
+        )
+        active = metrics.active_requests
+        self.active: LabelledChildren[Observe] = LabelledChildren(lambda *values: gauge_adder(active.labels(*values)))
         # When each (series, bucket) may take its next exemplar: Prometheus keeps one per bucket, so one a second
         # per bucket shows the same and skips most of the cost of attaching them.
         self._buckets = buckets
         self._exemplars_due: dict[tuple[int, int], float] = {}
 
     def request_started(self, record: RequestRecord) -> None:
-        self.active[record.method].inc()
+        self.active[record.method](1)
 
     def request_finished(self, record: RequestRecord) -> None:
         method, label, seconds = record.method, record.label, record.seconds
-        self.active[method].dec()
-        duration, response_size = self.by_response[method, label, record.status]
+        self.active[method](-1)
+        duration, observe_duration, observe_response_size = self.by_response[method, label, record.status]
         span = record.span
-        context = span.get_span_context() if span is not None else None
-        if context is not None and context.trace_flags.sampled and self._exemplar_due(duration, seconds):
+        due = self._exemplar_due(duration, seconds) if span is not None else None
+        context = span.get_span_context() if span is not None and due is not None else None
+        if context is not None and due is not None and context.trace_flags.sampled:
+            self._exemplars_due[due] = time.perf_counter() + EXEMPLAR_INTERVAL
             duration.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
         else:
-            duration.observe(seconds)
-        response_size.observe(record.response_size)
+            observe_duration(seconds)
+        observe_response_size(record.response_size)
         # Both series exist once the route has been seen, observed or not.
-        time_to_first_byte, request_size = self.by_route[method, label]
+        observe_time_to_first_byte, observe_request_size = self.by_route[method, label]
         if record.first_byte:
-            time_to_first_byte.observe(record.first_byte - record.start)
+            observe_time_to_first_byte(record.first_byte - record.start)
         if record.request_size >= 0:
             # Requests without a body (most GETs, size -1) are not observed: the histogram describes bodies.
-            request_size.observe(record.request_size)
+            observe_request_size(record.request_size)
 
-    def _exemplar_due(self, series: Histogram, seconds: float) -> bool:
-        now = time.perf_counter()
+    def _exemplar_due(self, series: Histogram, seconds: float) -> tuple[int, int] | None:
+        """The (series, bucket) key when that bucket may take an exemplar now (the caller marks it when it does),
+        else None: asked first, since most requests land where an exemplar was taken less than a second ago."""
         key = (id(series), bisect.bisect_left(self._buckets, seconds))
-        if now < self._exemplars_due.get(key, 0.0):
-            return False
-        self._exemplars_due[key] = now + EXEMPLAR_INTERVAL
-        return True
+        return key if time.perf_counter() >= self._exemplars_due.get(key, 0.0) else None
 
 
 class OtelHttpMetrics(Receiver):

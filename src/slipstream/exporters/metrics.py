@@ -6,6 +6,7 @@ Names follow OpenTelemetry's stable HTTP and database semantic conventions in Pr
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -135,6 +136,27 @@ class LabelledChildren(dict[Hashable, C]):
         values = key if isinstance(key, tuple) else (key,)
         child = self[key] = self.bind(*(str(item) for item in values))
         return child
+
+
+def bucket_observer(child: Histogram) -> Callable[[float], None]:
+    """``child.observe(amount)`` for a labelled child, done as prometheus_client does it (the sum, then the first
+    bucket whose bound is not below the amount, on the child's own value objects, so multiprocess mode counts it
+    alike) but found by bisection rather than a scan of every bound, without re-checking the labels on each call:
+    a third of an observation's cost, on every request. Exemplars still go through ``observe``."""
+    total, buckets, bounds = child._sum, child._buckets, child._upper_bounds
+
+    def observe(amount: float) -> None:
+        total.inc(amount)
+        buckets[bisect.bisect_left(bounds, amount)].inc(1)
+
+    return observe
+
+
+def gauge_adder(child: Gauge) -> Callable[[float], None]:
+    """``child.inc(amount)`` (``dec`` is a negative amount) for a labelled child, on its own value as prometheus_client
+    does it, without re-checking the labels on each call."""
+    add: Callable[[float], None] = child._value.inc
+    return add
 
 
 def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:

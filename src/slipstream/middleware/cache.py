@@ -192,13 +192,14 @@ class CacheMiddleware:
                 await self._fetch(scope, receive, send, primary, None)
                 return
         if found is None:
+            fill = self.cache.hit_for_miss(primary)
+            if fill is not None:
+                await self._miss(scope, receive, send, primary, request.only_if_cached, fill)
+                return
             async with self.cache.fill(primary, headers) as fill:
                 found = fill.found
                 if found is None:
-                    if request.only_if_cached:
-                        await _gateway_timeout(send)
-                    else:
-                        await self._fetch(scope, receive, send, primary, None, fill=fill)
+                    await self._miss(scope, receive, send, primary, request.only_if_cached, fill)
                     return
         entry = found[0]
         now = time.time()
@@ -220,6 +221,14 @@ class CacheMiddleware:
             await _gateway_timeout(send)
         else:
             await self._fetch(scope, receive, send, primary, entry, found[1])
+
+    async def _miss(
+        self, scope: Scope, receive: Receive, send: Send, primary: str, only_if_cached: bool, fill: Fill
+    ) -> None:
+        if only_if_cached:
+            await _gateway_timeout(send)
+        else:
+            await self._fetch(scope, receive, send, primary, None, fill=fill)
 
     async def _serve(
         self, send: Send, scope: Scope, primary: str, entry: CacheEntry, outcome: str, age: float, tier: str
@@ -292,7 +301,14 @@ class CacheMiddleware:
             hold=stale is not None,
             serve_stale_on_error=serve_stale_on_error,
             head=scope["method"] == "HEAD",
-            may_store=lambda start: may_store_start(start, build, self.settings.cache_max_entry_bytes),
+            may_store=lambda start: may_store_start(
+                start,
+                build,
+                self.settings.cache_max_entry_bytes,
+                default_ttl=default_ttl,
+                targets=self.targets,
+                heuristic_fraction=self.settings.cache_heuristic_fraction,
+            ),
             on_not_stored=None if fill is None else fill.not_stored,
             not_sent=self.not_forwarded,
         )
@@ -324,6 +340,8 @@ class CacheMiddleware:
             else:
                 await self._serve(send, scope, primary, stale, "STALE", stale.age(response_time), tier)
             return
+        if recorder.refused:
+            return  # the start message showed it, and the waiting requests were let go then
         entry = build(recorder=recorder, request_time=request_time, response_time=response_time)
         if entry is None and fill is not None:
             fill.not_stored()

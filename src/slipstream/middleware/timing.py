@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
-from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slipstream.exporters.otel import mark_failed
 from slipstream.instrumentation import Instrumentation
-from slipstream.record import UNMATCHED_ROUTE, RequestRecord, close_record, open_record
+from slipstream.middleware.server_span import ServerSpans, end_span
+from slipstream.record import UNMATCHED_ROUTE, RequestRecord, close_record, open_record, set_record
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-_PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
-_DECODED_HEADERS = 1024
 # A receiver with a bug is logged and skipped: the request it describes goes on, and so do the other receivers.
 _RECEIVER_FAILED = "slipstream: a receiver failed on %s (the request goes on)"
 
@@ -39,9 +35,7 @@ class TimingMiddleware:
     def __init__(self, app: ASGIApp, *, instrumentation: Instrumentation | None = None) -> None:
         self.app = app
         self.instrumentation = instrumentation if instrumentation is not None else Instrumentation()
-        # Span attributes from Host and User-Agent values, decoded once (bounded).
-        self.decoded_hosts: dict[bytes, dict[str, Any]] = {}
-        self.decoded_agents: dict[bytes, dict[str, Any]] = {}
+        self.spans = ServerSpans()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,8 +53,13 @@ class TimingMiddleware:
                 started(record)
             except Exception:
                 log.exception(_RECEIVER_FAILED, "a request's arrival")
-        tracer = instrumentation.tracer
-        context_token = self.start_span(tracer, record) if tracer is not None else None
+        tracer = instrumentation.tracer_source.get()
+        context_token = None
+        if tracer is not None:
+            outer = otel_context.get_current()
+            inner = self.spans.start(tracer, record)
+            context_token = otel_context.attach(inner)
+            exchange.contexts = (outer, inner)
         try:
             await self.app(scope, exchange.receive if exchange.counting else receive, exchange.send)
         except BaseException as error:
@@ -73,48 +72,11 @@ class TimingMiddleware:
                 otel_context.detach(context_token)
             close_record(token)
 
-    def start_span(self, tracer: trace.Tracer, record: RequestRecord) -> Token[Context]:
-        scope = record.scope
-        method = record.method
-        attributes: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": scope["path"],
-            "url.scheme": scope.get("scheme", "http"),
-            "network.protocol.version": scope.get("http_version", "1.1"),
-        }
-        if method == "_OTHER":
-            attributes["http.request.method_original"] = scope["method"]
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = client[0]
-        carrier: dict[str, str] = {}
-        for key, value in scope["headers"]:
-            if key == b"host" or key == b"user-agent":
-                decoded = self.decoded_hosts if key == b"host" else self.decoded_agents
-                found = decoded.get(value)
-                if found is None:
-                    found = _header_attributes(key, value)
-                    if len(decoded) < _DECODED_HEADERS:
-                        decoded[value] = found
-                attributes.update(found)
-            elif key in _PROPAGATION_HEADERS:
-                carrier[key.decode()] = value.decode("latin-1")
-        parent = None
-        if carrier:
-            # Imported at the first request that carries a trace context: it loads the configured propagators.
-            from opentelemetry import propagate
-
-            parent = propagate.extract(carrier)
-        record.span = span = tracer.start_span(
-            method if method != "_OTHER" else "HTTP", context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
-        )
-        return otel_context.attach(trace.set_span_in_context(span, parent))
-
 
 class _Exchange:
     """Watches one request's messages and writes what they show into its record."""
 
-    __slots__ = ("counting", "downstream", "record", "start_headers", "upstream")
+    __slots__ = ("contexts", "counting", "downstream", "record", "start_headers", "upstream")
 
     def __init__(self, record: RequestRecord, receive: Receive, send: Send) -> None:
         self.record = record
@@ -122,6 +84,8 @@ class _Exchange:
         self.downstream = send
         self.counting = False
         self.start_headers: Any = ()
+        # The OpenTelemetry contexts before the request and with its span current, when there is a span.
+        self.contexts: tuple[Context, Context] | None = None
         # -1: the request has no body (the request-size histogram describes bodies, so it is not observed).
         record.request_size = -1
         for key, value in record.scope["headers"]:
@@ -149,8 +113,10 @@ class _Exchange:
         record = self.record
         if kind == "http.response.body":
             record.response_size += len(message.get("body", b""))
-            await self.downstream(message)
-            if not message.get("more_body", False):
+            if message.get("more_body", False):
+                await self.downstream(message)
+            else:
+                await self._send_last(message)
                 self.finish()
             return
         if kind == "http.response.start":
@@ -168,10 +134,31 @@ class _Exchange:
             self.start_headers = message.get("headers", ())
             await self.downstream(message)
             return
-        await self.downstream(message)
         if kind == "http.response.pathsend":
+            await self._send_last(message)
             record.response_size = next((int(v) for k, v in self.start_headers if k.lower() == b"content-length"), 0)
             self.finish()
+            return
+        await self.downstream(message)
+
+    async def _send_last(self, message: Message) -> None:
+        """Hands the response's last message to the server outside the request's context.
+
+        uvicorn arms its keep-alive timer while it handles that message, and the timer keeps a copy of the current
+        context long after the request (cancelled timers stay in the event loop's heap): the request's record,
+        scope and span would outlive it and be left to the garbage collector, several collections a thousand
+        requests. What the app runs after its response (background tasks) still sees them: they are set back.
+        """
+        contexts = self.contexts
+        set_record(None)
+        if contexts is not None:
+            otel_context.attach(contexts[0])
+        try:
+            await self.downstream(message)
+        finally:
+            set_record(self.record)
+            if contexts is not None:
+                otel_context.attach(contexts[1])
 
     def fail(self, error: BaseException) -> None:
         record = self.record
@@ -198,43 +185,4 @@ class _Exchange:
             except Exception:
                 log.exception(_RECEIVER_FAILED, "a finished request")
         if record.span is not None:
-            _end_span(record.span, record)
-
-
-def _end_span(span: trace.Span, record: RequestRecord) -> None:
-    method, route, status = record.method, record.route, record.status
-    attributes: dict[str, Any] = {"http.response.status_code": status}
-    if route is not None:
-        span.update_name(f"{method} {route}" if method != "_OTHER" else f"HTTP {route}")
-        attributes["http.route"] = route
-    if record.cache is not None:
-        attributes["slipstream.cache"] = record.cache
-    if record.bottleneck is not None:
-        attributes["slipstream.bottleneck"] = record.bottleneck
-    span.set_attributes(attributes)
-    if record.error is not None:
-        mark_failed(span, record.error)
-    elif status >= 500:
-        span.set_attribute("error.type", str(status))
-        span.set_status(trace.Status(trace.StatusCode.ERROR))
-    span.end()
-
-
-def _split_host(value: str) -> tuple[str, int | None]:
-    """A Host field's name (IPv6 literals without brackets) and port."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, colon, port = value.rpartition(":")
-        if not colon:
-            host, port = value, ""
-    return host, int(port) if port.isdigit() else None
-
-
-def _header_attributes(key: bytes, value: bytes) -> dict[str, Any]:
-    text = value.decode("latin-1")
-    if key == b"user-agent":
-        return {"user_agent.original": text}
-    host, port = _split_host(text)
-    return {"server.address": host} if port is None else {"server.address": host, "server.port": port}
+            end_span(record.span, record)
