@@ -114,13 +114,13 @@ async def test_set_cookie_is_stored_only_when_allowed() -> None:
 @pytest.mark.parametrize(
     ("origin", "outcome"),
     [
-        (Origin(body=[b"streamed ", b"body"]), "MISS"),
+        (Origin(body=[TEXT * 6, TEXT * 6]), "MISS"),  # streamed, over max_entry_bytes below
         (Origin(status=206, headers=[("cache-control", "max-age=60"), ("content-range", "bytes 0-9/99")]), "MISS"),
         (Origin(status=404), "HIT"),
         (Origin(status=302), "MISS"),
         (Origin(body=TEXT * 50), "MISS"),  # over max_entry_bytes below
     ],
-    ids=["streamed", "206", "404", "302-without-explicit-ok", "too-big"],
+    ids=["streamed-too-big", "206", "404", "302-without-explicit-ok", "too-big"],
 )
 async def test_never_stored(origin: Origin, outcome: str) -> None:
     settings = Settings(cache_max_entry_bytes=len(TEXT) * 10)

@@ -64,9 +64,14 @@ class ResponseRecorder:
         may_store: Callable[[Message], bool] | None = None,
         on_not_stored: Callable[[], None] | None = None,
         not_sent: frozenset[bytes] = NOT_SENT,
+        capture: IdentityCapture | None = None,
+        claim_stream: Callable[[], bool] | None = None,
     ) -> None:
         """``on_not_stored`` is called once, before the message that shows it goes out, when the response will not
-        be stored: ``may_store`` says no to its start message, or its body is streamed."""
+        be stored: ``may_store`` says no to its start message, or its body, streamed, cannot be kept. A body in
+        several messages is kept as it goes out (each chunk forwarded at once), up to ``capture.limit`` bytes,
+        when ``may_store`` says yes to its start and ``claim_stream`` (one request per URL keeps a stream at a time)
+        lets it; ``capture`` tells compression inside to keep the identity chunks."""
         self.downstream = downstream
         self.may_store = may_store
         self.on_not_stored = on_not_stored
@@ -81,6 +86,10 @@ class ResponseRecorder:
         self.forwarded = False
         # ``may_store`` said no to the start message: the response is not built into an entry at the end either.
         self.refused = False
+        self.capture = capture
+        self.claim_stream = claim_stream
+        self.chunks: list[bytes] | None = None  # a streamed body kept so far
+        self.kept = 0
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -100,12 +109,12 @@ class ResponseRecorder:
             return
         if self.swallowed:
             return
-        if message["type"] == "http.response.body" and self.body is None and not message.get("more_body", False):
-            self.body = message.get("body", b"")
-        elif message["type"] == "http.response.body":
-            self.body = b"" if self.body is None else self.body  # streamed: marks "not storable"
-            self.start = None
-            self._not_stored()
+        if message["type"] == "http.response.body":
+            more = message.get("more_body", False)
+            if self.chunks is None and self.body is None and not more:
+                self.body = message.get("body", b"")  # the common case: the whole body in one message
+            else:
+                self._keep_streamed(message.get("body", b""), more)
         if self.head and message["type"] == "http.response.body":
             # The app answered as for GET; the client asked for headers only.
             stripped = head_body(message)
@@ -113,6 +122,40 @@ class ResponseRecorder:
                 return
             message = stripped
         await self.downstream(message)
+
+    def _keep_streamed(self, chunk: bytes, more: bool) -> None:
+        capture = self.capture
+        if self.chunks is None:
+            may_store = self.may_store
+            start = self.start
+            if self.body is not None or start is None or self.refused or capture is None or may_store is None:
+                self._give_up()
+                return
+            if not capture.limit or not may_store(start) or (self.claim_stream is not None and not self.claim_stream()):
+                self._give_up()
+                return
+            self.chunks = []
+            capture.keep = True
+            # Nobody waits on a stream (a client may read it slowly, or never): the waiting requests go to the app
+            # themselves now, and the response is stored when its last chunk has gone out.
+            self._not_stored()
+        assert capture is not None  # chunks are kept only with a capture
+        self.kept += len(chunk)
+        if self.kept > capture.limit or capture.keep is False:
+            self._give_up()
+            return
+        self.chunks.append(chunk)
+        if not more:
+            self.body, self.chunks = b"".join(self.chunks), None
+
+    def _give_up(self) -> None:
+        """Not storable after all (streamed and refused, or past the limit): nothing kept, nobody waits."""
+        self.body = b""
+        self.start = None
+        self.chunks = None
+        if self.capture is not None:
+            self.capture.keep = False
+        self._not_stored()
 
     def _not_stored(self) -> None:
         callback, self.on_not_stored = self.on_not_stored, None

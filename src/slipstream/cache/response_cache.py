@@ -88,6 +88,7 @@ class ResponseCache:
         self._listener: InvalidationListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.refreshing: set[str] = set()  # keys with a stale-while-revalidate refresh under way
+        self.streaming: set[str] = set()  # keys whose streamed response is being kept to be stored
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResponseCache:

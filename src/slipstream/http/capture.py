@@ -20,6 +20,10 @@ class IdentityCapture:
     §15.4.5 allows metadata that guides cache updates) and the stored response is refreshed with all of them."""
 
     revalidation: bool = False
+    # A body in several messages: the cache sets ``keep`` (True: it keeps the response to store it; False: not, or
+    # no longer) at the first streamed chunk; compression keeps the identity chunks meanwhile, at most ``limit`` bytes.
+    keep: bool | None = None
+    limit: int = 0
     negotiated: bool = False
     compressible: bool = False
     start: Message | None = None

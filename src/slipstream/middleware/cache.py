@@ -264,7 +264,7 @@ class CacheMiddleware:
         """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored.
 
         For a miss, ``fill`` hears as soon as the response shows it will not be stored, so nobody waits for it."""
-        capture = IdentityCapture(revalidation=stale is not None)
+        capture = IdentityCapture(revalidation=stale is not None, limit=self.settings.cache_max_entry_bytes)
         inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
         follow_scope(inner)
         # What the client gets unless a revalidation or an error turns it into a HIT or STALE (noted then).
@@ -295,6 +295,7 @@ class CacheMiddleware:
             minimum_compress_size=self.settings.compression_minimum_size,
             targets=self.targets,
         )
+        claimed: list[str] = []  # the URL, once this request keeps its streamed response
         recorder = ResponseRecorder(
             send,
             self.status_header,
@@ -311,6 +312,8 @@ class CacheMiddleware:
             ),
             on_not_stored=None if fill is None else fill.not_stored,
             not_sent=self.not_forwarded,
+            capture=capture,
+            claim_stream=lambda: self._claim_stream(primary, claimed),
         )
         request_time = time.time()
         try:
@@ -320,6 +323,8 @@ class CacheMiddleware:
                 raise
             await self._serve(send, scope, primary, stale, "STALE", stale.age(time.time()), tier)
             return
+        finally:
+            self.cache.streaming.difference_update(claimed)
         response_time = time.time()
         if recorder.forwarded and send is not _discard:
             self.outcomes["miss", "none"].inc()
@@ -350,6 +355,15 @@ class CacheMiddleware:
             if record is not None:
                 entry.route = record.route
             await self.cache.store(primary, entry, scope["headers"])
+
+    def _claim_stream(self, primary: str, claimed: list[str]) -> bool:
+        """Whether this request may keep its streamed response for ``primary``: one request per URL at a time, so
+        concurrent downloads of one URL hold one copy, not one each."""
+        if primary in self.cache.streaming:
+            return False
+        self.cache.streaming.add(primary)
+        claimed.append(primary)
+        return True
 
     def _refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
         """stale-while-revalidate: refresh once, off the request, while stale copies are served."""

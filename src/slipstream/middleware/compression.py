@@ -113,6 +113,8 @@ class _CompressionResponder:
         "codec",
         "downstream",
         "forced",
+        "identity",
+        "identity_size",
         "is_head",
         "middleware",
         "start",
@@ -138,6 +140,9 @@ class _CompressionResponder:
         self.is_head = is_head
         self.start: Message = {}
         self.state = _PASS
+        # A streamed body's identity chunks, kept for a cache outside that stores the response (see IdentityCapture).
+        self.identity: list[bytes] | None = None
+        self.identity_size = 0
         self.stream: StreamCompressor | None = None
 
     async def send(self, message: Message) -> None:
@@ -222,6 +227,8 @@ class _CompressionResponder:
         if message.get("more_body", False):
             self.stream = codec.stream()
             self.state = _STREAM
+            if self.capture is not None and self.capture.limit:
+                self.identity = []
             await self.downstream({**start, "headers": encoded_headers(start.get("headers", []), codec.token, None)})
             await self._on_stream_body(message)
             return
@@ -248,6 +255,8 @@ class _CompressionResponder:
         stream = self.stream
         assert stream is not None
         body: bytes = message.get("body", b"")
+        if self.identity is not None:
+            self._keep_identity(body)
         if message.get("more_body", False):
             if body:
                 chunk = await self.middleware.run_compression(stream.compress_chunk, body)
@@ -257,7 +266,21 @@ class _CompressionResponder:
         self.state = _PASS
         tail = await self.middleware.run_compression(stream.finish, body)
         self.middleware.count_bytes(stream.coding, len(body), len(tail))
+        capture, identity = self.capture, self.identity
+        if capture is not None and identity is not None and capture.keep:
+            capture.start, capture.body = self.start, b"".join(identity)
         await self.downstream({"type": "http.response.body", "body": tail})
+
+    def _keep_identity(self, body: bytes) -> None:
+        """Keep a streamed identity chunk while the cache outside may store the response, within its limit."""
+        capture = self.capture
+        assert capture is not None and self.identity is not None
+        self.identity_size += len(body)
+        if capture.keep is False or self.identity_size > capture.limit:
+            capture.keep = False
+            self.identity = None
+        else:
+            self.identity.append(body)
 
     async def _send_not_acceptable(self) -> None:
         headers, body = self.middleware.not_acceptable
