@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from slipstream.instrumentation import Instrumentation
-    from slipstream.outbound.calls import OutboundTotals
+    from slipstream.outbound.totals import OutboundTotals
 
 # A request timing many distinct names keeps the first ones; the rest are folded into one.
 MAX_OPERATION_NAMES = 64

@@ -13,18 +13,16 @@ import time
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from prometheus_client.metrics_core import Metric
 from starlette.types import Receive, Scope, Send
 
 from slipstream.exporters.metrics import Metrics
 from slipstream.exporters.prometheus import MetricsAccess, refusal_response
+from slipstream.outbound.totals import OutboundTotals
 from slipstream.quantiles import percentile
 from slipstream.record import Receiver, RequestRecord
-
-if TYPE_CHECKING:
-    from slipstream.outbound.calls import OutboundTotals
 
 SAMPLES = 1024
 MAX_ROUTES = 500
@@ -32,6 +30,7 @@ MAX_OPERATIONS = 200
 MAX_HOSTS = 50  # per route
 TOP = 20
 OVERFLOW = "__other__"
+E = TypeVar("E")
 
 
 class _Series:
@@ -44,42 +43,32 @@ class _Series:
 
 
 class _Outbound:
-    """One route's outbound calls: totals, and by host [calls, seconds, slowest] (at most MAX_HOSTS hosts)."""
+    """One route's outbound calls: its requests that made any, and their totals summed (at most MAX_HOSTS hosts)."""
 
-    __slots__ = ("calls", "cost", "hosts", "input_tokens", "llm_calls", "output_tokens", "requests", "seconds")
+    __slots__ = ("request_seconds", "requests", "totals")
 
     def __init__(self) -> None:
-        self.requests = self.calls = self.llm_calls = self.input_tokens = self.output_tokens = 0
-        self.seconds = self.cost = 0.0
-        self.hosts: dict[str, list[float]] = {}
+        self.requests = 0
+        self.request_seconds = 0.0  # those requests' own durations: what the calls' time is a share of
+        self.totals = OutboundTotals(MAX_HOSTS, OVERFLOW)
 
-    def add(self, totals: OutboundTotals) -> None:
+    def add(self, totals: OutboundTotals, request_seconds: float) -> None:
         self.requests += 1
-        self.calls += totals.calls
-        self.seconds += totals.seconds
-        self.llm_calls += totals.llm_calls
-        self.input_tokens += totals.input_tokens
-        self.output_tokens += totals.output_tokens
-        self.cost += totals.cost
-        for host, (calls, seconds, slowest) in totals.hosts.items():
-            if host not in self.hosts and len(self.hosts) >= MAX_HOSTS:
-                host = OVERFLOW
-            found = self.hosts.setdefault(host, [0, 0.0, 0.0])
-            found[0] += calls
-            found[1] += seconds
-            found[2] = max(found[2], slowest)
+        self.request_seconds += request_seconds
+        self.totals.merge(totals)
 
-    def row(self, route_seconds: float) -> dict[str, Any]:
-        slowest = sorted(self.hosts.items(), key=lambda item: -item[1][1])[:3]
+    def row(self) -> dict[str, Any]:
+        totals = self.totals
+        slowest = sorted(totals.hosts.items(), key=lambda item: -item[1][1])[:3]
         return {
             "requests": self.requests,
-            "calls": self.calls,
-            "seconds": round(self.seconds, 6),
-            "time_share": round(self.seconds / route_seconds, 4) if route_seconds else None,
-            "llm_calls": self.llm_calls,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost": round(self.cost, 6),
+            "calls": totals.calls,
+            "seconds": round(totals.seconds, 6),
+            "time_share": round(totals.seconds / self.request_seconds, 4) if self.request_seconds else None,
+            "llm_calls": totals.llm_calls,
+            "input_tokens": totals.input_tokens,
+            "output_tokens": totals.output_tokens,
+            "cost": round(totals.cost, 6),
             "slowest_hosts": [
                 {"host": host, "calls": int(calls), "mean": round(total / calls, 6), "max": round(top, 6)}
                 for host, (calls, total, top) in slowest
@@ -115,32 +104,25 @@ class Report(Receiver):
         self.operations: dict[str, _Series] = {}
         self.cache: Tally[str] = Tally()
         self.outbound: dict[tuple[str, str], _Outbound] = {}
-        self.route_seconds: dict[tuple[str, str], float] = {}
 
     def request_finished(self, record: RequestRecord) -> None:
         with self.lock:
-            series = _entry(self.routes, (record.method, record.label), (OVERFLOW, OVERFLOW), MAX_ROUTES)
+            series = _entry(self.routes, (record.method, record.label), (OVERFLOW, OVERFLOW), MAX_ROUTES, _Series)
             series.count += 1
             series.errors += record.status >= 500
             series.samples.append(record.seconds)
             if record.cache is not None:
                 self.cache[record.cache] += 1
             for name, (calls, total) in record.operations.items():
-                operation = _entry(self.operations, name, OVERFLOW, MAX_OPERATIONS)
+                operation = _entry(self.operations, name, OVERFLOW, MAX_OPERATIONS, _Series)
                 operation.count += int(calls)
                 operation.samples.append(total / calls)
             if record.outbound is not None:
                 self._note_outbound(record, record.outbound)
 
     def _note_outbound(self, record: RequestRecord, totals: OutboundTotals) -> None:
-        key = (record.method, record.label)
-        found = self.outbound.get(key)
-        if found is None:
-            if len(self.outbound) >= MAX_ROUTES:
-                key = (OVERFLOW, OVERFLOW)
-            found = self.outbound.setdefault(key, _Outbound())
-        found.add(totals)
-        self.route_seconds[key] = self.route_seconds.get(key, 0.0) + record.seconds
+        route = _entry(self.outbound, (record.method, record.label), (OVERFLOW, OVERFLOW), MAX_ROUTES, _Outbound)
+        route.add(totals, record.seconds)
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -151,8 +133,7 @@ class Report(Receiver):
             operations = [{"operation": name, **_summary(series)} for name, series in self.operations.items()]
             cache = dict(self.cache)
             outbound = [
-                {"method": method, "route": route, **calls.row(self.route_seconds.get((method, route), 0.0))}
-                for (method, route), calls in self.outbound.items()
+                {"method": method, "route": route, **calls.row()} for (method, route), calls in self.outbound.items()
             ]
         for row in routes:
             row["error_rate"] = round(row.pop("errors") / row["requests"], 4)
@@ -197,15 +178,16 @@ class Report(Receiver):
         return json.dumps(self.snapshot(), separators=(",", ":")).encode()
 
 
-def _entry(table: dict[Any, _Series], key: Any, overflow: Any, limit: int) -> _Series:
-    series = table.get(key)
-    if series is None:
+def _entry(table: dict[Any, E], key: Any, overflow: Any, limit: int, make: Callable[[], E]) -> E:
+    """``table[key]``, made on first use; past ``limit`` keys, new ones share the ``overflow`` entry."""
+    found = table.get(key)
+    if found is None:
         if len(table) >= limit:
             key = overflow
-            series = table.get(key)
-        if series is None:
-            series = table[key] = _Series()
-    return series
+            found = table.get(key)
+        if found is None:
+            found = table[key] = make()
+    return found
 
 
 def _summary(series: _Series) -> dict[str, Any]:

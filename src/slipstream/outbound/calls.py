@@ -29,7 +29,8 @@ from slipstream.outbound.llm import (
     operation_name,
     request_model,
 )
-from slipstream.outbound.metrics import OTHER, BoundedNames, OutboundMetrics
+from slipstream.outbound.metrics import BoundedNames, OutboundMetrics
+from slipstream.outbound.totals import OutboundTotals
 from slipstream.record import Receiver, RequestRecord, current_record
 
 if TYPE_CHECKING:
@@ -38,51 +39,6 @@ if TYPE_CHECKING:
 OPERATION = "api"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-# Hosts one request's record keeps apart; further ones are counted as "other".
-MAX_HOSTS_PER_REQUEST = 16
-
-
-class OutboundTotals:
-    """One request's outbound calls: count and time (in all and by host), and its LLM calls, tokens and cost."""
-
-    __slots__ = ("calls", "cost", "hosts", "input_tokens", "llm_calls", "output_tokens", "seconds")
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.seconds = 0.0
-        self.hosts: dict[str, list[float]] = {}  # host -> [calls, seconds, slowest]
-        self.llm_calls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cost = 0.0
-
-    @staticmethod
-    def of(record: RequestRecord) -> OutboundTotals:
-        totals = record.outbound
-        if totals is None:
-            totals = record.outbound = OutboundTotals()
-        return totals
-
-    def add_call(self, host: str, seconds: float) -> None:
-        self.calls += 1
-        self.seconds += seconds
-        if host not in self.hosts and len(self.hosts) >= MAX_HOSTS_PER_REQUEST:
-            host = OTHER
-        found = self.hosts.get(host)
-        if found is None:
-            self.hosts[host] = [1, seconds, seconds]
-        else:
-            found[0] += 1
-            found[1] += seconds
-            found[2] = max(found[2], seconds)
-
-    def add_usage(self, usage: Usage, cost: float | None) -> None:
-        self.llm_calls += 1
-        self.input_tokens += usage.input_tokens or 0
-        self.output_tokens += usage.output_tokens or 0
-        self.cost += cost or 0.0
 
 
 class OutboundByRoute(Receiver):
