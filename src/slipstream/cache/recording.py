@@ -181,6 +181,29 @@ def _without_freshness(
     return not any(name in sent for name in targets) and not (heuristic_fraction > 0 and b"last-modified" in sent)
 
 
+def _fallback_lifetime(
+    status: int,
+    cc: policy.CacheControl,
+    fields: dict[bytes, bytes],
+    default_ttl: float | None,
+    now: float,
+    heuristic_fraction: float,
+    heuristic_max_seconds: float,
+) -> float | None:
+    """The freshness of a response without explicit freshness: its route's TTL, else the opt-in heuristic."""
+    if default_ttl is not None:
+        return default_ttl
+    return policy.heuristic_lifetime(
+        status=status,
+        cc=cc,
+        last_modified=fields.get(b"last-modified"),
+        date=fields.get(b"date"),
+        now=now,
+        fraction=heuristic_fraction,
+        max_seconds=heuristic_max_seconds,
+    )
+
+
 def build_entry(
     *,
     recorder: ResponseRecorder,
@@ -223,14 +246,8 @@ def build_entry(
     response_cc, expires = response_directives(fields, targets)
     lifetime = policy.freshness_lifetime(response_cc, fields.get(b"date"), expires, default_ttl, response_time)
     if lifetime is None:
-        lifetime = policy.heuristic_lifetime(
-            status=start["status"],
-            cc=response_cc,
-            last_modified=fields.get(b"last-modified"),
-            date=fields.get(b"date"),
-            now=response_time,
-            fraction=heuristic_fraction,
-            max_seconds=heuristic_max_seconds,
+        lifetime = _fallback_lifetime(
+            start["status"], response_cc, fields, None, response_time, heuristic_fraction, heuristic_max_seconds
         )
     status: int = start["status"]
     last_modified = fields.get(b"last-modified")
@@ -333,18 +350,11 @@ def freshen(
     entry.rendered.clear()
     fields = _fields(entry.headers)
     cc, expires = response_directives(fields, targets)
-    if default_ttl is None:
-        default_ttl = policy.heuristic_lifetime(
-            status=entry.status,
-            cc=cc,
-            last_modified=fields.get(b"last-modified"),
-            date=fields.get(b"date"),
-            now=response_time,
-            fraction=heuristic_fraction,
-            max_seconds=heuristic_max_seconds,
-        )
-    if default_ttl is not None:
-        entry.lifetime = default_ttl  # below, explicit freshness in the updated fields overrides it
+    fallback = _fallback_lifetime(
+        entry.status, cc, fields, default_ttl, response_time, heuristic_fraction, heuristic_max_seconds
+    )
+    if fallback is not None:
+        entry.lifetime = fallback  # below, explicit freshness in the updated fields overrides it
     entry.lifetime = policy.freshness_lifetime(cc, fields.get(b"date"), expires, entry.lifetime, response_time) or 0.0
     entry.response_time = response_time
     entry.initial_age = policy.initial_age(refreshed.get(b"age"), fields.get(b"date"), request_time, response_time)
