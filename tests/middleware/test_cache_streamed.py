@@ -43,6 +43,8 @@ async def test_a_stream_with_freshness_is_stored_whole(first_coding: str) -> Non
         (Origin([], body=CHUNKS), Settings(), "no freshness"),
         (Origin([("cache-control", "no-store, max-age=60")], body=CHUNKS), Settings(), "no-store"),
         (Origin(body=CHUNKS), Settings(cache_max_entry_bytes=5000), "past the size limit"),
+        # Ended early: shorter than its Content-Length announced (RFC 9111 §3.3), not stored as if complete.
+        (Origin([("cache-control", "max-age=60"), ("content-length", "99999")], body=CHUNKS), Settings(), "truncated"),
         # Compressed well under the limit, but the identity body the entry keeps is not.
         (Origin(body=[b"a" * 4000, b"a" * 4000, b""]), Settings(cache_max_entry_bytes=6000), "identity past the limit"),
     ],
@@ -99,3 +101,12 @@ async def test_concurrent_streams_of_one_url_keep_one_copy(monkeypatch: pytest.M
     assert not app.cache.streaming  # every claim released
     assert (await call_asgi(app)).headers["x-cache"] == "HIT"
     assert calls == 2
+
+
+async def test_a_stream_ended_short_of_its_content_length_is_not_stored_uncompressed_either() -> None:
+    origin = Origin([("cache-control", "max-age=60"), ("content-length", "99999")], body=CHUNKS)
+    app = stack(origin)
+    for _ in range(2):
+        result = await call_asgi(app)  # identity: the response as the app sent it
+        assert result.headers["x-cache"] == "MISS" and result.body == TEXT
+    assert origin.calls == 2

@@ -15,7 +15,7 @@ from slipstream.cache.targeted import response_directives
 from slipstream.config import Settings
 from slipstream.http.capture import IdentityCapture
 from slipstream.http.dates import parse_http_date
-from slipstream.http.headers import RawHeaders
+from slipstream.http.headers import RawHeaders, length_matches
 from slipstream.http.responses import head_body
 
 _SURROGATE_KEY = SURROGATE_KEY.encode("ascii")
@@ -146,7 +146,11 @@ class ResponseRecorder:
             return
         self.chunks.append(chunk)
         if not more:
-            self.body, self.chunks = b"".join(self.chunks), None
+            body, self.chunks = b"".join(self.chunks), None
+            if self.start is None or not length_matches(self.start.get("headers", ()), len(body)):
+                self._give_up()
+                return
+            self.body = body
 
     def _give_up(self) -> None:
         """Not storable after all (streamed and refused, or past the limit): nothing kept, nobody waits."""

@@ -18,6 +18,13 @@ def request_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes
     return found
 
 
+def length_matches(headers: Iterable[tuple[bytes, bytes]], size: int) -> bool:
+    """Whether a body of ``size`` bytes is what the response's Content-Length (if any, and valid) announced: a stream
+    ended early (its client gone, say) is incomplete, and a cache must not store it as whole (RFC 9111 §3.3)."""
+    length = request_header(headers, b"content-length")
+    return length is None or not length.strip().isdigit() or int(length) == size
+
+
 def field_tokens(value: bytes) -> list[bytes]:
     """Comma-separated list members, stripped and lower-cased, empty members dropped."""
     return [part for part in (item.strip().lower() for item in value.split(b",")) if part]

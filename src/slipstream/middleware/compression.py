@@ -14,7 +14,7 @@ from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec, StreamCompressor
 from slipstream.http.content_types import CompressiblePolicy
 from slipstream.http.encoding import EncodingChoice, EncodingNegotiator
-from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, request_header, weaken_etag
+from slipstream.http.headers import RawHeaders, add_vary, encoded_headers, length_matches, request_header, weaken_etag
 from slipstream.http.responses import not_acceptable
 from slipstream.middleware.standalone import own_instrumentation
 
@@ -268,7 +268,11 @@ class _CompressionResponder:
         self.middleware.count_bytes(stream.coding, len(body), len(tail))
         capture, identity = self.capture, self.identity
         if capture is not None and identity is not None and capture.keep:
-            capture.start, capture.body = self.start, b"".join(identity)
+            whole = b"".join(identity)
+            if length_matches(self.start.get("headers", ()), len(whole)):
+                capture.start, capture.body = self.start, whole
+            else:
+                capture.keep = False  # ended short of its Content-Length: the cache outside stores nothing
         await self.downstream({"type": "http.response.body", "body": tail})
 
     def _keep_identity(self, body: bytes) -> None:
