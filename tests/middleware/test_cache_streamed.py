@@ -78,15 +78,21 @@ async def test_concurrent_streams_of_one_url_keep_one_copy(monkeypatch: pytest.M
             await send({"type": "http.response.body", "body": chunk, "more_body": bool(chunk)})
             await anyio.sleep(0.02)  # the two downloads overlap
 
+    class Claims(set[str]):
+        """The cache's URLs being kept from a stream, recording each claim and whether the URL was free."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.asked: list[bool] = []
+
+        def __contains__(self, primary: object) -> bool:
+            taken = super().__contains__(primary)
+            self.asked.append(not taken)
+            return taken
+
     app = stack(slow_stream)
-    claims: list[bool] = []
-    claim = app._claim_stream
-
-    def spy(primary: str, claimed: list[str]) -> bool:
-        claims.append(claim(primary, claimed))
-        return claims[-1]
-
-    monkeypatch.setattr(app, "_claim_stream", spy)
+    claims = Claims()
+    monkeypatch.setattr(app.cache, "streaming", claims)
     results = []
 
     async def get() -> None:
@@ -97,8 +103,8 @@ async def test_concurrent_streams_of_one_url_keep_one_copy(monkeypatch: pytest.M
         group.start_soon(get)
     # The second was let go as soon as the first streamed, and overlapped it: only one kept a copy.
     assert [r.body for r in results] == [TEXT, TEXT] and calls == 2
-    assert claims == [True, False]
-    assert not app.cache.streaming  # every claim released
+    assert claims.asked == [True, False]
+    assert not claims  # every claim released
     assert (await call_asgi(app)).headers["x-cache"] == "HIT"
     assert calls == 2
 

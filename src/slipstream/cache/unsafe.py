@@ -11,11 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
 from slipstream.cache.keys import url_key
-from slipstream.cache.recording import NOT_SENT, ResponseRecorder, build_entry
+from slipstream.cache.recording import NOT_SENT, ResponseRecorder, StoragePolicy
 from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import ResponseCache
 from slipstream.cache.targeted import response_directives
-from slipstream.config import Settings
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.record import current_record, follow_scope
 
@@ -28,18 +27,17 @@ class UnsafeRequests:
         app: ASGIApp,
         cache: ResponseCache,
         rules: RequestRules,
-        settings: Settings,
+        storage: StoragePolicy,
         *,
-        targets: tuple[bytes, ...] = (),
         not_sent: frozenset[bytes] = NOT_SENT,
     ) -> None:
-        """``targets``: the targeted fields read in place of Cache-Control and Expires (RFC 9213), as `build_entry`
-        reads them. ``not_sent``: the fields removed from every response (Surrogate-Key, slipstream's own)."""
+        """``storage``: the GET responses' rules, which a stored POST response meets too (its targeted fields are
+        read in place of Cache-Control and Expires, RFC 9213). ``not_sent``: the fields removed from every response
+        (Surrogate-Key, slipstream's own)."""
         self.app = app
         self.cache = cache
         self.rules = rules
-        self.settings = settings
-        self.targets = targets
+        self.storage = storage
         self.not_sent = not_sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,9 +53,7 @@ class UnsafeRequests:
 
         # Forwarded as a miss is (``not_sent`` removed) and kept, in case it is a POST response to store: not when
         # the app saw input the key leaves out (ignored query parameters or cookies), which it may reflect.
-        recorder = ResponseRecorder(
-            watch, None, hold=False, serve_stale_on_error=False, head=False, not_sent=self.not_sent
-        )
+        recorder = ResponseRecorder(watch, None, not_sent=self.not_sent)
         capture = IdentityCapture()
         storable = scope["method"] == "POST" and self.rules.keyed_request(scope) is scope
         if storable:
@@ -98,26 +94,13 @@ class UnsafeRequests:
         for key, value in headers:
             name = key.lower()
             fields[name] = fields[name] + b", " + value if name in fields else value
-        cc, expires = response_directives(fields, self.targets)
+        cc, expires = response_directives(fields, self.storage.targets)
         if cc.max_age is None and cc.s_maxage is None and expires is None:
             return None
         content_locations = [v for k, v in headers if k.lower() == b"content-location"]
         if len(content_locations) != 1 or not self._names_target(content_locations[0], target):
             return None
-        entry = build_entry(
-            recorder=recorder,
-            capture=capture,
-            request_headers=scope["headers"],
-            request_time=request_time,
-            response_time=response_time,
-            default_ttl=None,
-            allow_set_cookie=self.settings.cache_allow_set_cookie,
-            max_entry_bytes=self.settings.cache_max_entry_bytes,
-            minimum_compress_size=self.settings.compression_minimum_size,
-            key_headers=self.rules.key_headers,
-            store_cookie_requests=self.settings.cache_store_cookie_requests,
-            targets=self.targets,
-        )
+        entry = self.storage.build_entry(recorder, scope["headers"], request_time, response_time, None, capture)
         record = current_record()
         if entry is not None and record is not None:
             entry.route = record.route

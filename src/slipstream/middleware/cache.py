@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -11,7 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
-from slipstream.cache.recording import NOT_SENT, ResponseRecorder, build_entry, freshen, may_store_start
+from slipstream.cache.fetching import OriginFetcher, discard
+from slipstream.cache.recording import NOT_SENT, StoragePolicy
 from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import Fill, ResponseCache
 from slipstream.cache.serving import EntryResponder
@@ -19,22 +19,16 @@ from slipstream.cache.targeted import not_sent, target_list
 from slipstream.cache.unsafe import UnsafeRequests
 from slipstream.config import Settings, path_matcher
 from slipstream.exporters.metrics import CompressionBytes
-from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
-from slipstream.http.preconditions import CONDITIONAL_HEADERS
 from slipstream.http.ranges import parse_range
 from slipstream.http.responses import edited_start
 from slipstream.middleware.routes import app_handles_head
 from slipstream.middleware.standalone import own_instrumentation
-from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
+from slipstream.record import note_cache_outcome
 
 if TYPE_CHECKING:
     from slipstream.instrumentation import Instrumentation
-
-# A revalidation asks for the whole response: a 304 lets the stored one answer the client's range, and a 200
-# replaces it; a 206 would do neither.
-_VALIDATION_DROPS = CONDITIONAL_HEADERS | {b"if-range", b"range"}
 
 
 class CacheMiddleware:
@@ -119,7 +113,27 @@ class CacheMiddleware:
             route_ttls=s.cache_route_ttls,
         )
         self.excluded_path = path_matcher(s.cache_exclude_paths)
-        self.unsafe = UnsafeRequests(app, self.cache, self.rules, s, targets=self.targets, not_sent=self.not_forwarded)
+        storage = StoragePolicy(
+            allow_set_cookie=s.cache_allow_set_cookie,
+            max_entry_bytes=s.cache_max_entry_bytes,
+            minimum_compress_size=s.compression_minimum_size,
+            key_headers=self.rules.key_headers,
+            store_cookie_requests=s.cache_store_cookie_requests,
+            targets=self.targets,
+            heuristic_fraction=s.cache_heuristic_fraction,
+            heuristic_max_seconds=s.cache_heuristic_max_seconds,
+        )
+        self.unsafe = UnsafeRequests(app, self.cache, self.rules, storage, not_sent=self.not_forwarded)
+        self.origin = OriginFetcher(
+            app,
+            self.cache,
+            self.rules,
+            storage,
+            serve=self._serve,
+            count_miss=self.outcomes["miss", "none"].inc,
+            status_header=self.status_header,
+            not_forwarded=self.not_forwarded,
+        )
 
     @classmethod
     def from_settings(cls, app: ASGIApp, settings: Settings, instrumentation: Instrumentation) -> CacheMiddleware:
@@ -179,7 +193,7 @@ class CacheMiddleware:
         primary = self.rules.primary_key(scope)
         ranged = request_header(headers, b"range")
         if ranged is not None and parse_range(ranged).several:
-            await self._fetch(scope, receive, send, primary, None)  # a multipart answer is the app's to make
+            await self.origin.fetch(scope, receive, send, primary, None)  # a multipart answer is the app's to make
             return
         found = self.cache.lookup_memory(primary, headers)
         if found is None and ranged is not None:
@@ -189,7 +203,7 @@ class CacheMiddleware:
                 await _gateway_timeout(send)
                 return
             if found is None:
-                await self._fetch(scope, receive, send, primary, None)
+                await self.origin.fetch(scope, receive, send, primary, None)
                 return
         if found is None:
             fill = self.cache.hit_for_miss(primary)
@@ -215,12 +229,12 @@ class CacheMiddleware:
         if decision is policy.Decision.FRESH:
             await self._serve(send, scope, primary, entry, "HIT", age, found[1])
         elif decision is policy.Decision.REVALIDATE_IN_BACKGROUND:
-            self._refresh_in_background(scope, primary, entry)
+            self.origin.refresh_in_background(scope, primary, entry)
             await self._serve(send, scope, primary, entry, "STALE", age, found[1])
         elif request.only_if_cached:
             await _gateway_timeout(send)
         else:
-            await self._fetch(scope, receive, send, primary, entry, found[1])
+            await self.origin.fetch(scope, receive, send, primary, entry, found[1])
 
     async def _miss(
         self, scope: Scope, receive: Receive, send: Send, primary: str, only_if_cached: bool, fill: Fill
@@ -228,12 +242,12 @@ class CacheMiddleware:
         if only_if_cached:
             await _gateway_timeout(send)
         else:
-            await self._fetch(scope, receive, send, primary, None, fill=fill)
+            await self.origin.fetch(scope, receive, send, primary, None, fill=fill)
 
     async def _serve(
         self, send: Send, scope: Scope, primary: str, entry: CacheEntry, outcome: str, age: float, tier: str
     ) -> None:
-        if send is not _discard:
+        if send is not discard:
             self.outcomes[outcome.lower(), tier].inc()
             note_cache_outcome(outcome, entry.route)
         headers: RawHeaders = scope["headers"]
@@ -251,142 +265,6 @@ class CacheMiddleware:
             keep_variant=keep_variant,
         )
 
-    async def _fetch(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        primary: str,
-        stale: CacheEntry | None,
-        tier: str = "none",
-        fill: Fill | None = None,
-    ) -> None:
-        """Call the app (a miss, or a revalidation of ``stale`` with its validators) and store what may be stored.
-
-        For a miss, ``fill`` hears as soon as the response shows it will not be stored, so nobody waits for it."""
-        capture = IdentityCapture(revalidation=stale is not None, limit=self.settings.cache_max_entry_bytes)
-        inner: Scope = {**scope, CAPTURE_SCOPE_KEY: capture}
-        follow_scope(inner)
-        # What the client gets unless a revalidation or an error turns it into a HIT or STALE (noted then).
-        note_cache_outcome("MISS")
-        serve_stale_on_error = stale is not None and policy.within_stale_if_error(
-            age=stale.age(time.time()),
-            lifetime=stale.lifetime,
-            stale_if_error=stale.stale_if_error,
-            must_revalidate=stale.must_revalidate,
-            no_cache=stale.no_cache,
-        )
-        # HEAD runs as GET, so a HEAD miss fills the entry the next GET (or HEAD) is served from.
-        inner["method"] = "GET"
-        if stale is not None:
-            inner["headers"] = _with_validators(scope["headers"], stale)
-        default_ttl = self.rules.default_ttl(scope)
-        build = functools.partial(
-            build_entry,
-            capture=capture,
-            request_headers=scope["headers"],
-            default_ttl=default_ttl,
-            heuristic_fraction=self.settings.cache_heuristic_fraction,
-            heuristic_max_seconds=self.settings.cache_heuristic_max_seconds,
-            allow_set_cookie=self.settings.cache_allow_set_cookie,
-            key_headers=self.rules.key_headers,
-            store_cookie_requests=self.settings.cache_store_cookie_requests,
-            max_entry_bytes=self.settings.cache_max_entry_bytes,
-            minimum_compress_size=self.settings.compression_minimum_size,
-            targets=self.targets,
-        )
-        claimed: list[str] = []  # the URL, once this request keeps its streamed response
-        recorder = ResponseRecorder(
-            send,
-            self.status_header,
-            hold=stale is not None,
-            serve_stale_on_error=serve_stale_on_error,
-            head=scope["method"] == "HEAD",
-            may_store=lambda start: may_store_start(
-                start,
-                build,
-                self.settings.cache_max_entry_bytes,
-                default_ttl=default_ttl,
-                targets=self.targets,
-                heuristic_fraction=self.settings.cache_heuristic_fraction,
-            ),
-            on_not_stored=None if fill is None else fill.not_stored,
-            not_sent=self.not_forwarded,
-            capture=capture,
-            claim_stream=lambda: self._claim_stream(primary, claimed),
-        )
-        request_time = time.time()
-        try:
-            await self.app(inner, receive, recorder.send)
-        except Exception:
-            if not (serve_stale_on_error and not recorder.forwarded and stale is not None):
-                raise
-            await self._serve(send, scope, primary, stale, "STALE", stale.age(time.time()), tier)
-            return
-        finally:
-            self.cache.streaming.difference_update(claimed)
-        response_time = time.time()
-        if recorder.forwarded and send is not _discard:
-            self.outcomes["miss", "none"].inc()
-        if stale is not None and recorder.swallowed and recorder.start is not None:
-            if recorder.start["status"] == 304:
-                freshen(
-                    stale,
-                    recorder.start,
-                    request_time,
-                    response_time,
-                    self.targets,
-                    default_ttl=default_ttl,
-                    heuristic_fraction=self.settings.cache_heuristic_fraction,
-                    heuristic_max_seconds=self.settings.cache_heuristic_max_seconds,
-                )
-                await self.cache.store(primary, stale, scope["headers"])
-                await self._serve(send, scope, primary, stale, "HIT", stale.age(response_time), "origin")
-            else:
-                await self._serve(send, scope, primary, stale, "STALE", stale.age(response_time), tier)
-            return
-        if recorder.refused:
-            return  # the start message showed it, and the waiting requests were let go then
-        entry = build(recorder=recorder, request_time=request_time, response_time=response_time)
-        if entry is None and fill is not None:
-            fill.not_stored()
-        if entry is not None:
-            record = current_record()
-            if record is not None:
-                entry.route = record.route
-            await self.cache.store(primary, entry, scope["headers"])
-
-    def _claim_stream(self, primary: str, claimed: list[str]) -> bool:
-        """Whether this request may keep its streamed response for ``primary``: one request per URL at a time, so
-        concurrent downloads of one URL hold one copy, not one each."""
-        if primary in self.cache.streaming:
-            return False
-        self.cache.streaming.add(primary)
-        claimed.append(primary)
-        return True
-
-    def _refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
-        """stale-while-revalidate: refresh once, off the request, while stale copies are served."""
-        key = "refresh " + primary
-        if key in self.cache.refreshing:
-            return
-        self.cache.refreshing.add(key)
-        finished = False
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b""} if not finished else {"type": "http.disconnect"}
-
-        async def refresh() -> None:
-            nonlocal finished
-            forget_record()
-            try:
-                await self._fetch(scope, receive, _discard, primary, entry)
-            finally:
-                finished = True
-                self.cache.refreshing.discard(key)
-
-        self.cache.spawn(refresh())
-
     def _bypass(self, send: Send) -> Send:
         self.outcomes["bypass", "none"].inc()
         note_cache_outcome("BYPASS")
@@ -402,21 +280,6 @@ class CacheMiddleware:
             await send(message)
 
         return on_shutdown
-
-
-def _with_validators(headers: RawHeaders, stale: CacheEntry) -> RawHeaders:
-    """The client's request with its own preconditions replaced by the stored entry's validators."""
-    rebuilt = [(k, v) for k, v in headers if k not in _VALIDATION_DROPS]
-    if stale.etag is not None:
-        rebuilt.append((b"if-none-match", stale.etag))
-    for key, value in stale.headers:
-        if key.lower() == b"last-modified":
-            rebuilt.append((b"if-modified-since", value))
-    return rebuilt
-
-
-async def _discard(message: Message) -> None:
-    """The client of a background refresh: nobody."""
 
 
 async def _gateway_timeout(send: Send) -> None:
