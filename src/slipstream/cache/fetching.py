@@ -10,9 +10,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
-from slipstream.cache.recording import ResponseRecorder, StoragePolicy
+from slipstream.cache.recording import ResponseRecorder
 from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import Fill, ResponseCache
+from slipstream.cache.storage import StoragePolicy
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.headers import RawHeaders
 from slipstream.http.preconditions import CONDITIONAL_HEADERS

@@ -11,9 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
 from slipstream.cache.keys import url_key
-from slipstream.cache.recording import NOT_SENT, ResponseRecorder, StoragePolicy
+from slipstream.cache.recording import NOT_SENT, ResponseRecorder
 from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import ResponseCache
+from slipstream.cache.storage import StoragePolicy
 from slipstream.cache.targeted import response_directives
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.record import current_record, follow_scope

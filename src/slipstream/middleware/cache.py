@@ -11,10 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipstream.cache import policy
 from slipstream.cache.entry import CacheEntry
 from slipstream.cache.fetching import OriginFetcher, discard
-from slipstream.cache.recording import NOT_SENT, StoragePolicy
+from slipstream.cache.recording import NOT_SENT
 from slipstream.cache.request_rules import RequestRules
 from slipstream.cache.response_cache import Fill, ResponseCache
 from slipstream.cache.serving import EntryResponder
+from slipstream.cache.storage import StoragePolicy
 from slipstream.cache.targeted import not_sent, target_list
 from slipstream.cache.unsafe import UnsafeRequests
 from slipstream.config import Settings, path_matcher
