@@ -33,7 +33,7 @@ async def discard(message: Message) -> None:
 
 class OriginFetcher:
     """Calls the app for one CacheMiddleware, which serves stored entries with ``serve`` and counts each response
-    forwarded from the app with ``count_miss``."""
+    forwarded from the app with ``count_miss`` (given 1)."""
 
     def __init__(
         self,
@@ -43,7 +43,7 @@ class OriginFetcher:
         storage: StoragePolicy,
         *,
         serve: Serve,
-        count_miss: Callable[[], None],
+        count_miss: Callable[[float], None],
         status_header: bytes | None,
         not_forwarded: frozenset[bytes],
     ) -> None:
@@ -115,7 +115,7 @@ class OriginFetcher:
                 self.cache.streaming.discard(primary)
         response_time = time.time()
         if recorder.forwarded and send is not discard:
-            self.count_miss()
+            self.count_miss(1)
         if stale is not None and recorder.swallowed and recorder.start is not None:
             if recorder.start["status"] == 304:
                 storage.freshen(stale, recorder.start, request_time, response_time, default_ttl)

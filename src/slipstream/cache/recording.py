@@ -27,6 +27,30 @@ class ResponseRecorder:
     answer with stale content, never reaches the client; anything else is forwarded as usual.
     """
 
+    __slots__ = (
+        "body",
+        "capture",
+        "chunks",
+        "claimed",
+        "default_ttl",
+        "downstream",
+        "forwarded",
+        "head",
+        "hold",
+        "kept",
+        "not_sent",
+        "on_not_stored",
+        "primary",
+        "refused",
+        "request_headers",
+        "serve_stale_on_error",
+        "start",
+        "status_header",
+        "storage",
+        "streaming",
+        "swallowed",
+    )
+
     def __init__(
         self,
         downstream: Send,

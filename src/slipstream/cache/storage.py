@@ -224,8 +224,9 @@ class StoragePolicy:
         `build_entry`). The common case of dynamic responses, told from the fields alone."""
         if default_ttl is not None or b"cache-control" in sent or b"expires" in sent:
             return False
-        if any(name in sent for name in self.targets):
-            return False
+        for name in self.targets:
+            if name in sent:
+                return False
         return not (self.heuristic_fraction > 0 and b"last-modified" in sent)
 
     def _fallback_lifetime(

@@ -10,7 +10,7 @@ from starlette.types import Message
 CAPTURE_SCOPE_KEY = "slipstream.capture"
 
 
-@dataclass
+@dataclass(slots=True)
 class IdentityCapture:
     """``negotiated``: compression chose the coding of this response, so a client accepting none of the codings
     (not even identity) gets 406 and one refusing identity gets a coding whatever the type and size.

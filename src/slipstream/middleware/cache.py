@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +19,7 @@ from slipstream.cache.storage import StoragePolicy
 from slipstream.cache.targeted import not_sent, target_list
 from slipstream.cache.unsafe import UnsafeRequests
 from slipstream.config import Settings, path_matcher
-from slipstream.exporters.metrics import CompressionBytes
+from slipstream.exporters.metrics import CompressionBytes, counter_adder
 from slipstream.http.codecs import Codec
 from slipstream.http.headers import RawHeaders, request_header
 from slipstream.http.ranges import parse_range
@@ -95,8 +95,9 @@ class CacheMiddleware:
             breaker_open = metrics.cache_redis_breaker_open
             self.cache.redis.breaker.on_change = lambda state: breaker_open.set(state != "closed")
         requests = metrics.cache_requests
+        # Each outcome's counter, incremented without re-checking its labels: one a request.
         self.outcomes = {
-            (result, tier): requests.labels(result, tier)
+            (result, tier): counter_adder(requests.labels(result, tier))
             for result, tier in [
                 ("hit", "l1"),
                 ("hit", "l2"),
@@ -131,7 +132,7 @@ class CacheMiddleware:
             self.rules,
             storage,
             serve=self._serve,
-            count_miss=self.outcomes["miss", "none"].inc,
+            count_miss=self.outcomes["miss", "none"],
             status_header=self.status_header,
             not_forwarded=self.not_forwarded,
         )
@@ -237,19 +238,20 @@ class CacheMiddleware:
         else:
             await self.origin.fetch(scope, receive, send, primary, entry, found[1])
 
-    async def _miss(
+    def _miss(
         self, scope: Scope, receive: Receive, send: Send, primary: str, only_if_cached: bool, fill: Fill
-    ) -> None:
+    ) -> Awaitable[None]:
+        """What answers a miss: the app, or 504 for only-if-cached. The caller awaits it: no coroutine of its own, one
+        frame fewer on every uncached request."""
         if only_if_cached:
-            await _gateway_timeout(send)
-        else:
-            await self.origin.fetch(scope, receive, send, primary, None, fill=fill)
+            return _gateway_timeout(send)
+        return self.origin.fetch(scope, receive, send, primary, None, fill=fill)
 
     async def _serve(
         self, send: Send, scope: Scope, primary: str, entry: CacheEntry, outcome: str, age: float, tier: str
     ) -> None:
         if send is not discard:
-            self.outcomes[outcome.lower(), tier].inc()
+            self.outcomes[outcome.lower(), tier](1)
             note_cache_outcome(outcome, entry.route)
         headers: RawHeaders = scope["headers"]
 
@@ -267,7 +269,7 @@ class CacheMiddleware:
         )
 
     def _bypass(self, send: Send) -> Send:
-        self.outcomes["bypass", "none"].inc()
+        self.outcomes["bypass", "none"](1)
         note_cache_outcome("BYPASS")
         # Passed on untouched but for the fields meant for slipstream alone, which the app sets whatever the request.
         return edited_start(
