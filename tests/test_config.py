@@ -128,6 +128,10 @@ def test_bad_heuristic_freshness_settings(environ: dict[str, str], message: str)
         ({"SLIPSTREAM_CACHE_KEY_HEADERS": "X-Forwarded-Host, x forwarded"}, "cache_key_headers: expected field names"),
         ({"SLIPSTREAM_CACHE_KEY_HEADERS": "Accept-Encoding"}, "cache_key_headers: expected field names"),
         ({"SLIPSTREAM_CACHE_HIT_FOR_MISS": "-1"}, "cache_hit_for_miss must be at least 0"),
+        (
+            {"SLIPSTREAM_METRICS_MULTIPROCESS_FLUSH_INTERVAL": "-0.5"},
+            "metrics_multiprocess_flush_interval must be at least 0",
+        ),
     ],
 )
 def test_bad_cache_settings(environ: dict[str, str], message: str) -> None:

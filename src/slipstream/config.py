@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from slipstream.exporters.deferred import MULTIPROCESS_FLUSH_INTERVAL
 from slipstream.extras import extra_needed
 from slipstream.http.codecs import Codec, available_encodings, make_codecs
 
@@ -148,6 +149,10 @@ class Settings:
     metrics_allow_networks: tuple[str, ...] = ()
     # prometheus_client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR), for several worker processes.
     metrics_multiprocess_dir: str | None = None
+    # In multiprocess mode, the request path's increments are summed in memory and written to the worker's file every
+    # this many seconds (and at shutdown), not one file write each: what the sidecar merges lags by at most this
+    # much, and a worker killed outright loses at most its last interval. 0 writes every increment at once.
+    metrics_multiprocess_flush_interval: float = MULTIPROCESS_FLUSH_INTERVAL
     # A JSON report (slowest routes, errors, cache hit ratio, compression savings, slowest operations) served
     # at /report next to /metrics on the metrics port, and at report_path on the app when that is set.
     report_enabled: bool = False
@@ -230,6 +235,9 @@ class Settings:
                 )
         if len(set(targeted)) != len(targeted):
             raise ValueError(f"cache_targeted_fields: a field named twice in {self.cache_targeted_fields!r}")
+        if self.metrics_multiprocess_flush_interval < 0:
+            interval = self.metrics_multiprocess_flush_interval
+            raise ValueError(f"metrics_multiprocess_flush_interval must be at least 0, got {interval}")
         if self.cache_hit_for_miss < 0:
             raise ValueError(f"cache_hit_for_miss must be at least 0, got {self.cache_hit_for_miss}")
         _check_range("db_n_plus_one_threshold", self.db_n_plus_one_threshold, 2, None)

@@ -57,7 +57,7 @@ class Instrumentation:
     ) -> None:
         self.settings = s = settings if settings is not None else Settings()
         self.registry = registry
-        self.metrics = Metrics.register(registry, s.timing_buckets)
+        self.metrics = Metrics.register(registry, s.timing_buckets, s.metrics_multiprocess_flush_interval)
         # Our providers when otel_endpoint is set; otherwise the app's own, looked up at the first request.
         self.telemetry = telemetry if telemetry is not None else configure_opentelemetry(s)
         self.tracer_source = TracerSource(self.telemetry if s.tracing_enabled else None)
@@ -188,6 +188,7 @@ class Instrumentation:
 
     def stop(self) -> None:
         """Lifespan shutdown: stop the metrics server and flush the exporters."""
+        self.metrics.writes.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
             self.metrics_server = None

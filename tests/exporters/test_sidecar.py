@@ -180,11 +180,20 @@ async def test_two_uvicorn_workers_add_up_exactly(workers: Running, sidecar_proc
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "workers": 2}
 
-    scrape = httpx.get(sidecar_process.url + "/metrics")
-    assert scrape.status_code == 200
-    assert sample_sum(scrape.text, "slipstream_cache_requests_total") == sent + workers.probes
+    # The workers write their summed increments every metrics_multiprocess_flush_interval (1 s): within it, every
+    # request is in the merged files.
+    expected = sent + workers.probes
+    deadline = time.monotonic() + 10
+    while True:
+        scrape = httpx.get(sidecar_process.url + "/metrics")
+        assert scrape.status_code == 200
+        counted = sample_sum(scrape.text, "http_server_request_duration_seconds_count")
+        if counted >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sample_sum(scrape.text, "slipstream_cache_requests_total") == expected
     # The timing middleware's request counts, merged from both workers, add up exactly too.
-    assert sample_sum(scrape.text, "http_server_request_duration_seconds_count") == sent + workers.probes
+    assert sample_sum(scrape.text, "http_server_request_duration_seconds_count") == expected
     assert sample_sum(scrape.text, "http_server_active_requests") == 0
     routes = {
         sample.labels.get("http_route")

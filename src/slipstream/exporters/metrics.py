@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from slipstream.exporters.deferred import MULTIPROCESS_FLUSH_INTERVAL, DeferredWrites
+
 # OpenTelemetry's advisory buckets for db.client.operation.duration (seconds).
 DB_DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)
 QUERY_COUNT_BUCKETS: tuple[float, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
@@ -51,16 +53,24 @@ class Metrics:
     db_n_plus_one: Counter
     db_connection_wait: Histogram
     db_connection_timeouts: Counter
+    # The request path's increments of multiprocess values, written in batches (see DeferredWrites).
+    writes: DeferredWrites
 
     @classmethod
-    def register(cls, registry: CollectorRegistry, buckets: Sequence[float]) -> Metrics:
+    def register(
+        cls,
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+        flush_interval: float = MULTIPROCESS_FLUSH_INTERVAL,
+    ) -> Metrics:
         """The metrics in ``registry``; those another app registered there already are shared, not duplicated.
 
         ``buckets`` are the request and operation duration buckets. A registry holds one histogram per name, so a
         second app asking the same registry for other buckets is refused rather than given the first app's.
+        ``flush_interval``: `DeferredWrites`'s, in multiprocess mode.
         """
         with _register_lock:
-            return _create(registry, tuple(buckets))
+            return _create(registry, tuple(buckets), DeferredWrites(flush_interval))
 
 
 class CompressionBytes:
@@ -138,40 +148,47 @@ class LabelledChildren(dict[Hashable, C]):
         return child
 
 
-def bucket_observer(child: Histogram) -> Callable[[float], None]:
+def bucket_observer(child: Histogram, writes: DeferredWrites | None = None) -> Callable[[float], None]:
     """``child.observe(amount)`` for a labelled child, done as prometheus_client does it (the sum, then the first
     bucket whose bound is not below the amount, on the child's own value objects, so multiprocess mode counts it
     alike) but found by bisection rather than a scan of every bound, without re-checking the labels on each call:
-    a third of an observation's cost, on every request. Exemplars still go through ``observe``."""
-    total, buckets, bounds = child._sum, child._buckets, child._upper_bounds
+    a third of an observation's cost, on every request. Exemplars still go through ``observe``. With ``writes``,
+    multiprocess values are written in batches (see `DeferredWrites`)."""
+    bounds = child._upper_bounds
+    add_sum = _adder(child._sum, writes)
+    add_bucket = [_adder(bucket, writes) for bucket in child._buckets]
 
     def observe(amount: float) -> None:
-        total.inc(amount)
-        buckets[bisect.bisect_left(bounds, amount)].inc(1)
+        add_sum(amount)
+        add_bucket[bisect.bisect_left(bounds, amount)](1)
 
     return observe
 
 
-def gauge_adder(child: Gauge) -> Callable[[float], None]:
+def gauge_adder(child: Gauge, writes: DeferredWrites | None = None) -> Callable[[float], None]:
     """``child.inc(amount)`` (``dec`` is a negative amount) for a labelled child, on its own value as prometheus_client
-    does it, without re-checking the labels on each call."""
-    add: Callable[[float], None] = child._value.inc
-    return add
+    does it, without re-checking the labels on each call; with ``writes`` as `bucket_observer`."""
+    return _adder(child._value, writes)
 
 
-def counter_adder(child: Counter) -> Callable[[float], None]:
+def counter_adder(child: Counter, writes: DeferredWrites | None = None) -> Callable[[float], None]:
     """``child.inc(amount)`` for a labelled counter child, as `gauge_adder` does it: a counter's own check (no
     negative amounts) is the caller's, whose amounts are constants or sizes."""
-    add: Callable[[float], None] = child._value.inc
+    return _adder(child._value, writes)
+
+
+def _adder(value: Any, writes: DeferredWrites | None) -> Callable[[float], None]:
+    add: Callable[[float], None] = value.inc if writes is None else writes.adder(value)
     return add
 
 
-def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
+def _create(registry: CollectorRegistry, buckets: tuple[float, ...], writes: DeferredWrites) -> Metrics:
     def make(kind: type[M], name: str, documentation: str, labels: Sequence[str] = (), **extra: Any) -> M:
         return reuse_or_register(kind, registry, name, documentation, labels, **extra)
 
     route = ("http_request_method", "http_route")
     return Metrics(
+        writes=writes,
         request_duration=make(
             Histogram,
             "http_server_request_duration_seconds",

@@ -97,7 +97,7 @@ class CacheMiddleware:
         requests = metrics.cache_requests
         # Each outcome's counter, incremented without re-checking its labels: one a request.
         self.outcomes = {
-            (result, tier): counter_adder(requests.labels(result, tier))
+            (result, tier): counter_adder(requests.labels(result, tier), metrics.writes)
             for result, tier in [
                 ("hit", "l1"),
                 ("hit", "l2"),

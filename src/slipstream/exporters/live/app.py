@@ -33,7 +33,15 @@ class AppLive:
         if s.metrics_multiprocess_dir is not None:
             from prometheus_client.multiprocess import MultiProcessCollector
 
-            collect = MultiProcessCollector(None, path=s.metrics_multiprocess_dir).collect  # type: ignore[no-untyped-call]
+            merged: Callable[[], Iterable[Metric]] = MultiProcessCollector(  # type: ignore[no-untyped-call]
+                None, path=s.metrics_multiprocess_dir
+            ).collect
+            writes = instrumentation.metrics.writes
+
+            def collect() -> Iterable[Metric]:
+                writes.flush()  # this worker's own increments, written in batches, are current on its page
+                return merged()
+
         self.history = History(collect, interval=s.live_history_interval)
         self.view = LiveView(self.history, source="app", extras=self.extras)
         access = MetricsAccess(s.metrics_bearer_token, s.metrics_allow_networks)
