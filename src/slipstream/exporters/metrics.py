@@ -159,6 +159,13 @@ def gauge_adder(child: Gauge) -> Callable[[float], None]:
     return add
 
 
+def counter_adder(child: Counter) -> Callable[[float], None]:
+    """``child.inc(amount)`` for a labelled counter child, on its own value as prometheus_client does it, without
+    re-checking on each call that the child is labelled and the amount not negative (the caller's to keep)."""
+    add: Callable[[float], None] = child._value.inc
+    return add
+
+
 def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> Metrics:
     def make(kind: type[M], name: str, documentation: str, labels: Sequence[str] = (), **extra: Any) -> M:
         return reuse_or_register(kind, registry, name, documentation, labels, **extra)
