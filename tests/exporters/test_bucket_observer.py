@@ -1,10 +1,10 @@
-"""bucket_observer and gauge_adder: the same samples as prometheus_client's own observe and inc/dec."""
+"""bucket_observer, gauge_adder and counter_adder: the same samples as prometheus_client's own observe and inc/dec."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from slipstream.exporters.metrics import bucket_observer, gauge_adder
+from slipstream.exporters.metrics import bucket_observer, counter_adder, gauge_adder
 
 BOUNDS = (0.005, 0.01, 0.1, 1.0, 10.0)
 AMOUNTS = [0.0, 0.004, 0.005, 0.0050001, 0.01, 0.05, 0.1, 0.99, 1.0, 9.0, 10.0, 10.5, 1e9, -1.0]
@@ -44,3 +44,14 @@ def test_gauge_adder_adds_as_inc_and_dec_do() -> None:
         fast(amount)
     assert registry.get_sample_value("test_in_flight", {"how": "inc"}) == 4.0
     assert registry.get_sample_value("test_in_flight", {"how": "gauge_adder"}) == 4.0
+
+
+def test_counter_adder_counts_as_inc_does() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("test_results", "Test.", ("how",), registry=registry)
+    plain, fast = counter.labels("inc"), counter_adder(counter.labels("counter_adder"))
+    for amount in (1, 1, 2.5):
+        plain.inc(amount)
+        fast(amount)
+    assert registry.get_sample_value("test_results_total", {"how": "inc"}) == 4.5
+    assert registry.get_sample_value("test_results_total", {"how": "counter_adder"}) == 4.5

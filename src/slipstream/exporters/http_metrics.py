@@ -14,6 +14,7 @@ from slipstream.record import Receiver, RequestRecord
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
+    from opentelemetry.trace import Span
 
 # Seconds between exemplars of one bucket of one series.
 EXEMPLAR_INTERVAL = 1.0
@@ -26,22 +27,22 @@ class HttpServerMetrics(Receiver):
     def __init__(self, metrics: Metrics, buckets: tuple[float, ...]) -> None:
         duration, response_size = metrics.request_duration, metrics.response_body_size
         time_to_first_byte, request_size = metrics.time_to_first_byte, metrics.request_body_size
-        # One look-up per label set serves the metrics that share it; the duration child itself takes exemplars.
-        self.by_response: LabelledChildren[tuple[Histogram, Observe, Observe]] = LabelledChildren(
-            lambda *values: (
-                child := duration.labels(*values),
-                bucket_observer(child),
-                bucket_observer(response_size.labels(*values)),
-            )
-        )
-        self.by_route: LabelledChildren[tuple[Observe, Observe]] = LabelledChildren(
-            lambda *values: (
-                bucket_observer(time_to_first_byte.labels(*values)),
-                bucket_observer(request_size.labels(*values)),
+        writes = metrics.writes  # in multiprocess mode, the file writes go in batches
+        # One look-up per label set serves the metrics that share it, the by-route ones too (the same children for
+        # every status); the duration child itself takes exemplars.
+        self.by_response: LabelledChildren[tuple[Histogram, Observe, Observe, Observe, Observe]] = LabelledChildren(
+            lambda method, route, status: (
+                child := duration.labels(method, route, status),
+                bucket_observer(child, writes),
+                bucket_observer(response_size.labels(method, route, status), writes),
+                bucket_observer(time_to_first_byte.labels(method, route), writes),
+                bucket_observer(request_size.labels(method, route), writes),
             )
         )
         active = metrics.active_requests
-        self.active: LabelledChildren[Observe] = LabelledChildren(lambda *values: gauge_adder(active.labels(*values)))
+        self.active: LabelledChildren[Observe] = LabelledChildren(
+            lambda *values: gauge_adder(active.labels(*values), writes)
+        )
         # When each (series, bucket) may take its next exemplar: Prometheus keeps one per bucket, so one a second
         # per bucket shows the same and skips most of the cost of attaching them.
         self._buckets = buckets
@@ -51,31 +52,35 @@ class HttpServerMetrics(Receiver):
         self.active[record.method](1)
 
     def request_finished(self, record: RequestRecord) -> None:
-        method, label, seconds = record.method, record.label, record.seconds
+        method, seconds = record.method, record.seconds
         self.active[method](-1)
-        duration, observe_duration, observe_response_size = self.by_response[method, label, record.status]
+        # The by-route series exist once the route has been seen, observed or not.
+        duration, observe_duration, observe_response_size, observe_time_to_first_byte, observe_request_size = (
+            self.by_response[method, record.label, record.status]
+        )
         span = record.span
-        due = self._exemplar_due(duration, seconds) if span is not None else None
-        context = span.get_span_context() if span is not None and due is not None else None
-        if context is not None and due is not None and context.trace_flags.sampled:
-            self._exemplars_due[due] = time.perf_counter() + EXEMPLAR_INTERVAL
-            duration.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
-        else:
+        if span is None or not self._observe_with_exemplar(duration, seconds, span):
             observe_duration(seconds)
         observe_response_size(record.response_size)
-        # Both series exist once the route has been seen, observed or not.
-        observe_time_to_first_byte, observe_request_size = self.by_route[method, label]
         if record.first_byte:
             observe_time_to_first_byte(record.first_byte - record.start)
         if record.request_size >= 0:
             # Requests without a body (most GETs, size -1) are not observed: the histogram describes bodies.
             observe_request_size(record.request_size)
 
-    def _exemplar_due(self, series: Histogram, seconds: float) -> tuple[int, int] | None:
-        """The (series, bucket) key when that bucket may take an exemplar now (the caller marks it when it does),
-        else None: asked first, since most requests land where an exemplar was taken less than a second ago."""
+    def _observe_with_exemplar(self, series: Histogram, seconds: float, span: Span) -> bool:
+        """Observes ``seconds`` with the span's trace as exemplar when its bucket may take one now (and the span is
+        sampled); False when it did not. The bucket is asked first: most requests land where an exemplar was taken
+        less than a second ago."""
         key = (id(series), bisect.bisect_left(self._buckets, seconds))
-        return key if time.perf_counter() >= self._exemplars_due.get(key, 0.0) else None
+        if time.perf_counter() < self._exemplars_due.get(key, 0.0):
+            return False
+        context = span.get_span_context()
+        if not context.trace_flags.sampled:
+            return False
+        self._exemplars_due[key] = time.perf_counter() + EXEMPLAR_INTERVAL
+        series.observe(seconds, {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"})
+        return True
 
 
 class OtelHttpMetrics(Receiver):

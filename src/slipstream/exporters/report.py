@@ -106,17 +106,22 @@ class Report(Receiver):
         self.outbound: dict[tuple[str, str], _Outbound] = {}
 
     def request_finished(self, record: RequestRecord) -> None:
+        key = (record.method, record.label)
         with self.lock:
-            series = _entry(self.routes, (record.method, record.label), (OVERFLOW, OVERFLOW), MAX_ROUTES, _Series)
+            # The route's series is there on all but its first request: looked up here, _entry only to make it.
+            series = self.routes.get(key)
+            if series is None:
+                series = _entry(self.routes, key, (OVERFLOW, OVERFLOW), MAX_ROUTES, _Series)
             series.count += 1
             series.errors += record.status >= 500
             series.samples.append(record.seconds)
             if record.cache is not None:
                 self.cache[record.cache] += 1
-            for name, (calls, total) in record.operations.items():
-                operation = _entry(self.operations, name, OVERFLOW, MAX_OPERATIONS, _Series)
-                operation.count += int(calls)
-                operation.samples.append(total / calls)
+            if record.operations:
+                for name, (calls, total) in record.operations.items():
+                    operation = _entry(self.operations, name, OVERFLOW, MAX_OPERATIONS, _Series)
+                    operation.count += int(calls)
+                    operation.samples.append(total / calls)
             if record.outbound is not None:
                 self._note_outbound(record, record.outbound)
 

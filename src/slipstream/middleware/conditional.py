@@ -181,21 +181,40 @@ class _ConditionalResponder:
         self.state = _PASS
 
     async def send(self, message: Message) -> None:
+        # One coroutine per message: the common answers (an ETag added, no precondition) are decided here rather
+        # than in helpers awaited in turn, each of which cost ~0.2 µs a response.
         message_type = message["type"]
         if message_type == "http.response.start":
-            await self._on_start(message)
-        elif self.state == _DROP:
+            status: int = message["status"]
+            if status == 200 and self.generate and not _has_etag(message.get("headers", ())):
+                # Held until the first body chunk shows whether the body is complete, and so can be hashed.
+                self.start = message
+                self.state = _HOLD
+                return
+            outcome = self._outcome(message, status)
+            if outcome is not None:
+                await self._replace(message, outcome)
+                return
+            self.state = _PASS
+            await self.downstream(message)
             return
-        elif self.state == _HOLD and message_type == "http.response.body":
-            await self._on_first_body(message)
-        else:
-            if self.state == _HOLD:
-                await self.downstream(self.start)
-                self.state = _PASS
-            await self._forward(message)
-
-    async def _forward(self, message: Message) -> None:
-        if self.is_head and message["type"] == "http.response.body":
+        state = self.state
+        if state == _DROP:
+            return
+        if state == _HOLD:
+            start = self.start
+            self.state = _PASS
+            if message_type == "http.response.body":
+                if not message.get("more_body", False):
+                    # A complete body: it can be hashed into a strong validator.
+                    etag = self.middleware.make_etag(message.get("body", b""))
+                    start = {**start, "headers": [*start.get("headers", ()), (b"etag", etag)]}
+                outcome = self._outcome(start, start["status"])
+                if outcome is not None:
+                    await self._replace(start, outcome)
+                    return
+            await self.downstream(start)
+        if self.is_head and message_type == "http.response.body":
             # The app answered as for GET; the client asked for headers only.
             stripped = head_body(message)
             if stripped is None:
@@ -203,39 +222,16 @@ class _ConditionalResponder:
             message = stripped
         await self.downstream(message)
 
-    async def _on_start(self, message: Message) -> None:
-        status: int = message["status"]
-        etag: bytes | None = None
-        for key, value in message.get("headers", ()):
-            if key.lower() == b"etag":
-                etag = value
-                break
-        if status == 200 and etag is None and self.generate:
-            self.start = message
-            self.state = _HOLD
-            return
-        await self._decide(message, status)
-
-    async def _on_first_body(self, message: Message) -> None:
-        start = self.start
-        if not message.get("more_body", False):
-            # A complete body: it can be hashed into a strong validator.
-            etag = self.middleware.make_etag(message.get("body", b""))
-            start = {**start, "headers": [*start.get("headers", ()), (b"etag", etag)]}
-        if await self._decide(start, start["status"]):
-            await self._forward(message)
-
-    async def _decide(self, start: Message, status: int) -> bool:
-        """Send the start message, or its 304/412 replacement; True when the app's body should follow."""
+    def _outcome(self, start: Message, status: int) -> int | None:
+        """What the preconditions make of the response ``start`` begins: 304, 412, or None to send it as it is."""
         preconditions = self.preconditions
-        outcome = None
-        if preconditions is not None and 200 <= status < 300:
-            etag, last_modified = _validators(start.get("headers", ()))
-            outcome = preconditions.evaluate(self.method, etag, last_modified, True)
-        if outcome is None:
-            self.state = _PASS
-            await self.downstream(start)
-            return True
+        if preconditions is None or not 200 <= status < 300:
+            return None
+        etag, last_modified = _validators(start.get("headers", ()))
+        return preconditions.evaluate(self.method, etag, last_modified, True)
+
+    async def _replace(self, start: Message, outcome: int) -> None:
+        """Send the 304 or 412 that replaces the response ``start`` begins; the app's body is dropped."""
         self.state = _DROP
         self.middleware.replaced[outcome].inc()
         if outcome == NOT_MODIFIED:
@@ -248,7 +244,6 @@ class _ConditionalResponder:
             await self.downstream({"type": "http.response.body", "body": b""})
         else:
             await send_precondition_failed(self.downstream, self.method)
-        return False
 
 
 class _ValidatorProbe:
@@ -275,8 +270,7 @@ class _ValidatorProbe:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             self.headers = list(message.get("headers", ()))
-            has_etag = any(key.lower() == b"etag" for key, _ in self.headers)
-            if self.status != 200 or has_etag or not self.middleware.generate_etags:
+            if self.status != 200 or _has_etag(self.headers) or not self.middleware.generate_etags:
                 self._finish()
         elif message["type"] == "http.response.body":
             # Streamed responses get no generated ETag on GET either, so only a complete body is hashed.
@@ -296,6 +290,13 @@ class _ValidatorProbe:
         if self.status in _NO_REPRESENTATION:
             return None, None, False
         return None
+
+
+def _has_etag(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> bool:
+    for key, _ in headers:
+        if key.lower() == b"etag":
+            return True
+    return False
 
 
 def _validators(headers: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> tuple[EntityTag | None, int | None]:

@@ -115,11 +115,8 @@ class _Exchange:
             record.response_size += len(message.get("body", b""))
             if message.get("more_body", False):
                 await self.downstream(message)
-            else:
-                await self._send_last(message)
-                self.finish()
-            return
-        if kind == "http.response.start":
+                return
+        elif kind == "http.response.start":
             record.status = message["status"]
             record.first_byte = time.perf_counter()
             instrumentation = record.instrumentation
@@ -134,21 +131,15 @@ class _Exchange:
             self.start_headers = message.get("headers", ())
             await self.downstream(message)
             return
-        if kind == "http.response.pathsend":
-            await self._send_last(message)
-            record.response_size = next((int(v) for k, v in self.start_headers if k.lower() == b"content-length"), 0)
-            self.finish()
+        elif kind != "http.response.pathsend":
+            await self.downstream(message)
             return
-        await self.downstream(message)
-
-    async def _send_last(self, message: Message) -> None:
-        """Hands the response's last message to the server outside the request's context.
-
-        uvicorn arms its keep-alive timer while it handles that message, and the timer keeps a copy of the current
-        context long after the request (cancelled timers stay in the event loop's heap): the request's record,
-        scope and span would outlive it and be left to the garbage collector, several collections a thousand
-        requests. What the app runs after its response (background tasks) still sees them: they are set back.
-        """
+        # The response's last message goes to the server outside the request's context. uvicorn arms its keep-alive
+        # timer while it handles that message, and the timer keeps a copy of the current context long after the
+        # request (cancelled timers stay in the event loop's heap): the request's record, scope and span would
+        # outlive it and be left to the garbage collector, several collections a thousand requests. What the app
+        # runs after its response (background tasks) still sees them: they are set back. (Here rather than in a
+        # method of its own: a coroutine call costs ~0.3 µs, on every request.)
         contexts = self.contexts
         set_record(None)
         if contexts is not None:
@@ -156,9 +147,12 @@ class _Exchange:
         try:
             await self.downstream(message)
         finally:
-            set_record(self.record)
+            set_record(record)
             if contexts is not None:
                 otel_context.attach(contexts[1])
+        if kind == "http.response.pathsend":
+            record.response_size = next((int(v) for k, v in self.start_headers if k.lower() == b"content-length"), 0)
+        self.finish()
 
     def fail(self, error: BaseException) -> None:
         record = self.record

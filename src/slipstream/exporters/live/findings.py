@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from slipstream.exporters.metrics import LabelledChildren, Metrics
+from slipstream.exporters.metrics import LabelledChildren, Metrics, counter_adder
 from slipstream.record import Receiver, RequestRecord
 
 MAX_FINDINGS = 200
@@ -36,8 +36,11 @@ class LiveFindings(Receiver):
     """Counts cache results and bottlenecks by route; keeps the latest N+1 findings. Runs after BottleneckLog."""
 
     def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
-        cache = metrics.cache_route_requests
-        self.cache_results = LabelledChildren(lambda method, route, result: cache.labels(method, route, result.lower()))
+        cache, writes = metrics.cache_route_requests, metrics.writes
+        # Counted on every request the cache saw: through the child's own value, as http_metrics counts.
+        self.cache_results = LabelledChildren(
+            lambda method, route, result: counter_adder(cache.labels(method, route, result.lower()), writes)
+        )
         self.bottlenecks = LabelledChildren(metrics.bottlenecks.labels, MAX_BOTTLENECK_LABELS, ("__other__", "other"))
         self.clock = clock
         self.lock = threading.Lock()
@@ -45,7 +48,7 @@ class LiveFindings(Receiver):
 
     def request_finished(self, record: RequestRecord) -> None:
         if record.cache is not None:
-            self.cache_results[record.method, record.label, record.cache].inc()
+            self.cache_results[record.method, record.label, record.cache](1)
         if record.bottleneck is not None:
             self.bottlenecks[record.label, record.bottleneck].inc()
         if record.n_plus_one:
