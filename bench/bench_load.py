@@ -22,11 +22,13 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import report_heading, source_revision, table_row, verdict, write_section
 from load_runs import Run, counted_requests, parse_wrk
+from slipstream import Settings
 from telemetry_contenders import ITEM_PATH, ITEM_ROUTE, PAGE_PATH
 from telemetry_uvicorn import Server, fetch_http, running_servers, scrape
 
@@ -133,6 +135,10 @@ def run_benchmark(options: LoadOptions, workers: int) -> Mode:
             shift = round_index % len(runs)
             for run in [*runs[shift:], *runs[:shift]]:
                 load(options, servers[run.app], run)
+        if workers > 1:
+            # Workers write their summed increments every metrics_multiprocess_flush_interval: the last load's are in
+            # the files that much later.
+            time.sleep(Settings.metrics_multiprocess_flush_interval + 0.5)
         for name, server in servers.items():
             if "Traceback" in server.output() or "ERROR" in server.output():
                 raise RuntimeError(f"{name} logged an error under load:\n{server.output()}")
