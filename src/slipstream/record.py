@@ -10,7 +10,7 @@ and the writers do nothing.
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from starlette.types import Scope
@@ -150,17 +150,12 @@ def current_record() -> RequestRecord | None:
     return _current.get()
 
 
-def open_record(record: RequestRecord) -> Token[RequestRecord | None]:
-    return _current.set(record)
-
-
-def close_record(token: Token[RequestRecord | None]) -> None:
-    _current.reset(token)
-
-
-def set_record(record: RequestRecord | None) -> None:
-    """Makes ``record`` current without a token to reset: for timing to step out of the request and back in."""
-    _current.set(record)
+# Timing's four context steps a request are the ContextVar's own methods, bound once: a function wrapping each
+# cost ~40 ns a call. ``open_record(record)`` returns the token ``close_record`` takes; ``set_record`` makes a record
+# (or None) current without a token to reset, for timing to step out of the request and back in.
+open_record = _current.set
+close_record = _current.reset
+set_record = _current.set
 
 
 def follow_scope(scope: Scope) -> None:

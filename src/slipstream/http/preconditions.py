@@ -108,7 +108,7 @@ def not_modified_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[b
 
 def content_etag(body: bytes, *, weak: bool = False) -> bytes:
     """A validator from the body bytes: xxh3-128 is fast and the same in every process, run and machine."""
-    tag = b'"' + xxhash.xxh3_128_hexdigest(body).encode("ascii") + b'"'
+    tag = f'"{xxhash.xxh3_128_hexdigest(body)}"'.encode()  # the fastest of the ways to quote it, on every GET
     return b"W/" + tag if weak else tag
 
 
@@ -124,11 +124,14 @@ class Preconditions:
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[bytes, bytes]]) -> Preconditions | None:
         """None when the request carries no precondition at all (the common, fast case)."""
-        fields: dict[bytes, bytes] = {}
+        # Made at the first conditional field: most requests have none, and this runs for every one.
+        fields: dict[bytes, bytes] | None = None
         for key, value in headers:
             if key in CONDITIONAL_HEADERS:
+                if fields is None:
+                    fields = {}
                 fields[key] = fields[key] + b", " + value if key in fields else value
-        if not fields:
+        if fields is None:
             return None
         if_match = fields.get(b"if-match")
         if_none_match = fields.get(b"if-none-match")

@@ -209,7 +209,8 @@ class _ConditionalResponder:
                     # A complete body: it can be hashed into a strong validator.
                     etag = self.middleware.make_etag(message.get("body", b""))
                     start = {**start, "headers": [*start.get("headers", ()), (b"etag", etag)]}
-                outcome = self._outcome(start, start["status"])
+                # Most requests carry no precondition: _outcome is not called for them.
+                outcome = None if self.preconditions is None else self._outcome(start, start["status"])
                 if outcome is not None:
                     await self._replace(start, outcome)
                     return
