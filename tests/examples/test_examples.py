@@ -133,7 +133,14 @@ def test_multiworker_script_serves_two_workers_and_the_sidecar_merges_them(tmp_p
         with httpx.Client(base_url=base, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             for _ in range(30):
                 assert client.get("/books").status_code == 200
-        data = live_data(sidecar)
+        # Each worker writes its counts once idle (one descheduled just then, within half a second).
+        deadline = time.monotonic() + 10
+        while True:
+            data = live_data(sidecar)
+            counted = {(row["method"], row["route"]): row["requests"] for row in data["routes"]}  # type: ignore[attr-defined]
+            if counted.get(("GET", "/books")) == 30 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         script.send_signal(signal.SIGTERM)
         assert script.wait(30) == 0
     assert data["source"] == "sidecar" and data["workers"] == 2
