@@ -149,10 +149,9 @@ class Settings:
     metrics_allow_networks: tuple[str, ...] = ()
     # prometheus_client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR), for several worker processes.
     metrics_multiprocess_dir: str | None = None
-    # In multiprocess mode, the request path's increments are summed in memory and written to the worker's file when
-    # it has no request in flight, else every this many seconds (and at shutdown), not one file write each: under
-    # load the sidecar lags by at most this much, and a worker killed outright loses at most its last interval.
-    # 0 writes every increment at once.
+    # In multiprocess mode, the request path's increments are summed in memory and written to the worker's file every
+    # this many seconds (and at shutdown), not one file write each: the sidecar lags by at most this much, and a
+    # worker killed outright loses at most its last interval. 0 writes every increment at once.
     metrics_multiprocess_flush_interval: float = MULTIPROCESS_FLUSH_INTERVAL
     # A JSON report (slowest routes, errors, cache hit ratio, compression savings, slowest operations) served
     # at /report next to /metrics on the metrics port, and at report_path on the app when that is set.

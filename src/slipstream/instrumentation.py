@@ -22,7 +22,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from slipstream.config import Settings
 from slipstream.exporters.compat import compat_metrics
-from slipstream.exporters.deferred import WrittenWhenIdle
 from slipstream.exporters.http_metrics import HttpServerMetrics, OtelHttpMetrics
 from slipstream.exporters.live.app import AppLive
 from slipstream.exporters.metrics import LabelledChildren, Metrics
@@ -105,9 +104,6 @@ class Instrumentation:
         if self.live is not None:
             # After the explaining receiver, which names the bottleneck.
             receivers.append(self.live.findings)
-        if s.metrics_multiprocess_dir is not None and s.metrics_multiprocess_flush_interval > 0:
-            # Last: an idle worker writes the request path's summed increments at once (see DeferredWrites).
-            receivers.append(WrittenWhenIdle(self.metrics.writes))
         return receivers
 
     # Requests ------------------------------------------------------------------------------------------------

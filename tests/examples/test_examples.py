@@ -133,7 +133,7 @@ def test_multiworker_script_serves_two_workers_and_the_sidecar_merges_them(tmp_p
         with httpx.Client(base_url=base, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             for _ in range(30):
                 assert client.get("/books").status_code == 200
-        # Each worker writes its counts once idle (one descheduled just then, within half a second).
+        # The workers write their counts every metrics_multiprocess_flush_interval (0.1 s).
         deadline = time.monotonic() + 10
         while True:
             data = live_data(sidecar)

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from slipstream.exporters.deferred import DeferredWrites, WrittenWhenIdle
+from slipstream.exporters.deferred import DeferredWrites
 from slipstream.exporters.metrics import bucket_observer, counter_adder, gauge_adder
 
 BOUNDS = (0.01, 0.1, 1.0)
@@ -115,23 +115,3 @@ def test_a_forked_child_leaves_the_parents_sums_to_the_parent(multiprocess: Path
     assert os.waitstatus_to_exitcode(status) == 0
     writes.stop()
     assert total(multiprocess, "t_hits_total") == 7
-
-
-def test_an_idle_worker_writes_at_once_a_busy_one_in_batches(multiprocess: Path) -> None:
-    writes = DeferredWrites(60.0)
-    idle = WrittenWhenIdle(writes)
-    hit = counter_adder(Counter("t_hits", "Test.", registry=CollectorRegistry()), writes)
-    first, second = object(), object()
-    idle.request_started(first)  # type: ignore[arg-type]
-    idle.request_started(second)  # type: ignore[arg-type]
-    hit(1)
-    idle.request_finished(first)  # type: ignore[arg-type]
-    assert total(multiprocess, "t_hits_total") == 0  # another request is in flight: the sum waits
-    hit(1)
-    idle.request_finished(second)  # type: ignore[arg-type]
-    assert total(multiprocess, "t_hits_total") == 2  # the last one out writes
-    flushes = writes.flushes
-    idle.request_started(first)  # type: ignore[arg-type]
-    idle.request_finished(first)  # type: ignore[arg-type]
-    assert writes.flushes == flushes  # nothing summed: nothing to write
-    writes.stop()

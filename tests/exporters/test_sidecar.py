@@ -180,8 +180,8 @@ async def test_two_uvicorn_workers_add_up_exactly(workers: Running, sidecar_proc
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "workers": 2}
 
-    # A worker writes its summed increments when it has no request in flight (a worker descheduled just then does
-    # within metrics_multiprocess_flush_interval): every request is in the merged files.
+    # The workers write their summed increments every metrics_multiprocess_flush_interval (0.1 s): within it, every
+    # request is in the merged files.
     expected = sent + workers.probes
     deadline = time.monotonic() + 10
     while True:

@@ -9,9 +9,8 @@ the instrumentation stops, and when the process exits. What `slipstream sidecar`
 ``interval``; a worker killed outright (SIGKILL, the OOM killer) loses at most its last ``interval`` of increments,
 as a process exporting in batches does. ``interval`` 0 writes every increment at once, as prometheus_client does.
 
-`WrittenWhenIdle`, the last receiver of the requests, also writes them as soon as the worker has no request left in
-flight: an idle worker's files are always current (a test that sends requests one by one and then asks the sidecar
-sees every one), and batching happens under load, where it counts.
+Not "when no request is in flight": a fast app's requests run one after the other on the event loop even under
+load (each without a pause inside), so that would write after every request and batch nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +22,8 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-from slipstream.record import Receiver, RequestRecord
-
 # Seconds between two writes of the summed increments (Settings.metrics_multiprocess_flush_interval).
-MULTIPROCESS_FLUSH_INTERVAL = 0.5
+MULTIPROCESS_FLUSH_INTERVAL = 0.1
 
 
 class Value(Protocol):
@@ -48,11 +45,6 @@ class DeferredWrites:
         self._stopped = threading.Event()
         self.flushes = 0
         self._hooked = False
-
-    @property
-    def pending(self) -> bool:
-        """Whether increments wait to be written."""
-        return bool(self._pending)
 
     def adder(self, value: Value) -> Callable[[float], None]:
         """``value.inc``, deferred when the value is written to a multiprocess file and ``interval`` is above 0."""
@@ -127,20 +119,3 @@ def _forget_if_alive(reference: weakref.ref[DeferredWrites]) -> None:
     writes = reference()
     if writes is not None:
         writes._after_fork()
-
-
-class WrittenWhenIdle(Receiver):
-    """Writes ``writes``' sums when the last request in flight has finished (every other receiver has counted it by
-    then: this one comes last)."""
-
-    def __init__(self, writes: DeferredWrites) -> None:
-        self.writes = writes
-        self.in_flight = 0
-
-    def request_started(self, record: RequestRecord) -> None:
-        self.in_flight += 1
-
-    def request_finished(self, record: RequestRecord) -> None:
-        self.in_flight -= 1
-        if self.in_flight <= 0 and self.writes.pending:
-            self.writes.flush()
