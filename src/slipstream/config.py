@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from slipstream.exporters.deferred import MULTIPROCESS_FLUSH_INTERVAL
 from slipstream.extras import extra_needed
 from slipstream.http.codecs import Codec, available_encodings, make_codecs
 
@@ -152,7 +151,7 @@ class Settings:
     # In multiprocess mode, the request path's increments are summed in memory and written to the worker's file every
     # this many seconds (and at shutdown), not one file write each: the sidecar lags by at most this much, and a
     # worker killed outright loses at most its last interval. 0 writes every increment at once.
-    metrics_multiprocess_flush_interval: float = MULTIPROCESS_FLUSH_INTERVAL
+    metrics_multiprocess_flush_interval: float = 0.1
     # A JSON report (slowest routes, errors, cache hit ratio, compression savings, slowest operations) served
     # at /report next to /metrics on the metrics port, and at report_path on the app when that is set.
     report_enabled: bool = False

@@ -22,9 +22,6 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-# Seconds between two writes of the summed increments (Settings.metrics_multiprocess_flush_interval).
-MULTIPROCESS_FLUSH_INTERVAL = 0.1
-
 
 class Value(Protocol):
     """A prometheus_client value object (``MutexValue``, or ``MmapedValue`` in multiprocess mode)."""

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from slipstream.exporters.deferred import MULTIPROCESS_FLUSH_INTERVAL, DeferredWrites
+from slipstream.exporters.deferred import DeferredWrites
 
 # OpenTelemetry's advisory buckets for db.client.operation.duration (seconds).
 DB_DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)
@@ -61,13 +61,13 @@ class Metrics:
         cls,
         registry: CollectorRegistry,
         buckets: Sequence[float],
-        flush_interval: float = MULTIPROCESS_FLUSH_INTERVAL,
+        flush_interval: float = 0.0,
     ) -> Metrics:
         """The metrics in ``registry``; those another app registered there already are shared, not duplicated.
 
         ``buckets`` are the request and operation duration buckets. A registry holds one histogram per name, so a
         second app asking the same registry for other buckets is refused rather than given the first app's.
-        ``flush_interval``: `DeferredWrites`'s, in multiprocess mode.
+        ``flush_interval``: `DeferredWrites`'s, in multiprocess mode (0: every increment written at once).
         """
         with _register_lock:
             return _create(registry, tuple(buckets), DeferredWrites(flush_interval))
