@@ -55,6 +55,7 @@ bench: $(STAMPS)/bench
 	$(BIN)/python bench/bench_sqlalchemy.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_outbound.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_load.py --output bench/RESULTS.md
+	$(BIN)/python bench/bench_multiprocess_writes.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_profile.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_import.py --output bench/RESULTS.md
 	$(BIN)/python bench/bench_conformance.py --output bench/RESULTS.md

@@ -94,11 +94,17 @@ def uvicorn_command(factory: str, port: int, workers: int = 1) -> list[str]:
 
 
 def start(
-    factory: str, log: IO[bytes], workers: int = 1, multiproc_dir: str | None = None, source: str | None = None
+    factory: str,
+    log: IO[bytes],
+    workers: int = 1,
+    multiproc_dir: str | None = None,
+    source: str | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Server:
-    """uvicorn serving ``factory``; ``source``: a directory to import slipstream from instead (PYTHONPATH)."""
+    """uvicorn serving ``factory``; ``source``: a directory to import slipstream from instead (PYTHONPATH);
+    ``environment``: variables added to this process's for it."""
     port = free_port()
-    env = dict(os.environ)
+    env = {**os.environ, **(environment or {})}
     if multiproc_dir:
         env["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
     if source:
