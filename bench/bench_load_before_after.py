@@ -16,17 +16,16 @@ import argparse
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from harness import report_heading, source_revision, table_row, write_section
-from load_runs import Run, parse_wrk
+from harness import report_heading, source_revision, write_section
+from load_runs import RATIO_TABLE, Run, ratio_rows
 from telemetry_contenders import ITEM_PATH, PAGE_PATH
-from telemetry_uvicorn import Server, fetch_http, start, stop, wait_until_serving
+from telemetry_uvicorn import Server, fetch_http, start, stop, wait_until_serving, wrk_load
 
 ROUTES = {ITEM_PATH: "uncached ~200 B JSON", PAGE_PATH: "cacheable ~60 KB HTML, br"}
 BARE = "bare app"
@@ -57,13 +56,6 @@ def servers(before: Path) -> Iterator[dict[str, Server]]:
                 stop(server)
 
 
-def load(server: Server, run: Run, seconds: int) -> None:
-    command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-H", "Accept-Encoding: br", server.url(run.route)]
-    cpu_before = server.cpu_seconds()
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    run.cpu.append((server.cpu_seconds() - cpu_before) / parse_wrk(done.stdout, run) * 1e6)
-
-
 def run_benchmark(before: Path, rounds: int, seconds: int) -> list[Run]:
     runs = [Run(app, route) for route in ROUTES for app in APPS]
     with servers(before) as running:
@@ -73,7 +65,7 @@ def run_benchmark(before: Path, rounds: int, seconds: int) -> list[Run]:
         for round_index in range(rounds):
             shift = round_index % len(runs)
             for run in [*runs[shift:], *runs[:shift]]:
-                load(running[run.app], run, seconds)
+                wrk_load(running[run.app], run, seconds)
             print(f"round {round_index + 1}/{rounds} done", file=sys.stderr)
         for name, server in running.items():
             if "Traceback" in server.output():
@@ -90,17 +82,10 @@ def report(runs: list[Run], options: argparse.Namespace, command: str) -> str:
         f"app, all running throughout, sharing the machine's {os.cpu_count()} CPUs with wrk",
         "- ratio: median over rounds of the round's requests/s over the bare app's; CPU: the server's CPU µs per "
         "request (/proc), and its difference from the bare app's in the same round (median); p99: wrk's, median\n",
-        "| route | app | requests/s | ratio to bare | server CPU µs/request | + µs over bare | p99 ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        *RATIO_TABLE,
     ]
+    lines += ratio_rows(runs, BARE)
     by_key = {(run.app, run.route): run for run in runs}
-    for run in runs:
-        bare = by_key[BARE, run.route]
-        cells = [run.route, run.app, f"{statistics.median(run.rates):.0f}", f"{run.ratio(bare):.2f}"]
-        added = f"{run.added_cpu(bare):+.0f}" if run.app != BARE else ""
-        lines.append(
-            table_row([*cells, f"{statistics.median(run.cpu):.0f}", added, f"{statistics.median(run.p99):.2f}"])
-        )
     lines.append("")
     for route in ROUTES:
         bare = by_key[BARE, route]

@@ -63,3 +63,22 @@ def counted_requests(metrics: str, route: str) -> float:
         if line.startswith("http_server_request_duration_seconds_count{") and f'http_route="{route}"' in line:
             total += float(line.rpartition(" ")[2])
     return total
+
+
+RATIO_TABLE = [
+    "| route | app | requests/s | ratio to bare | server CPU µs/request | + µs over bare | p99 ms |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+]
+
+
+def ratio_rows(runs: list[Run], bare_app: str) -> list[str]:
+    """`RATIO_TABLE`'s rows: each run against the run of ``bare_app`` on its route (medians over the rounds)."""
+    by_key = {(run.app, run.route): run for run in runs}
+    rows = []
+    for run in runs:
+        bare = by_key[bare_app, run.route]
+        added = f"{run.added_cpu(bare):+.0f}" if run.app != bare_app else ""
+        cells = [run.route, run.app, f"{statistics.median(run.rates):.0f}", f"{run.ratio(bare):.2f}"]
+        cells += [f"{statistics.median(run.cpu):.0f}", added, f"{statistics.median(run.p99):.2f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows

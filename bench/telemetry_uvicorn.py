@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from load_runs import Run, parse_wrk
+
 BENCH = Path(__file__).resolve().parent
 START_TIMEOUT, STOP_TIMEOUT = 20.0, 10.0
 
@@ -183,3 +185,12 @@ def running_servers(
             for sidecar in sidecar_processes:
                 sidecar.terminate()
                 sidecar.wait(timeout=STOP_TIMEOUT)
+
+
+def wrk_load(server: Server, run: Run, seconds: int) -> None:
+    """``wrk -t2 -c32`` on ``run``'s route for ``seconds`` (br accepted); its figures and the server's CPU µs per
+    request go to ``run``."""
+    command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-H", "Accept-Encoding: br", server.url(run.route)]
+    cpu_before = server.cpu_seconds()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    run.cpu.append((server.cpu_seconds() - cpu_before) / parse_wrk(done.stdout, run) * 1e6)
