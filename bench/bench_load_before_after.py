@@ -25,7 +25,7 @@ from pathlib import Path
 from harness import report_heading, source_revision, write_section
 from load_runs import RATIO_TABLE, Run, ratio_rows
 from telemetry_contenders import ITEM_PATH, PAGE_PATH
-from telemetry_uvicorn import Server, fetch_http, start, stop, wait_until_serving, wrk_load
+from telemetry_uvicorn import Server, load_in_rounds, start, stop, wait_until_serving
 
 ROUTES = {ITEM_PATH: "uncached ~200 B JSON", PAGE_PATH: "cacheable ~60 KB HTML, br"}
 BARE = "bare app"
@@ -59,17 +59,7 @@ def servers(before: Path) -> Iterator[dict[str, Server]]:
 def run_benchmark(before: Path, rounds: int, seconds: int) -> list[Run]:
     runs = [Run(app, route) for route in ROUTES for app in APPS]
     with servers(before) as running:
-        for run in runs:
-            for _ in range(3):  # fills the page's cache in each
-                fetch_http(running[run.app], run.route)
-        for round_index in range(rounds):
-            shift = round_index % len(runs)
-            for run in [*runs[shift:], *runs[:shift]]:
-                wrk_load(running[run.app], run, seconds)
-            print(f"round {round_index + 1}/{rounds} done", file=sys.stderr)
-        for name, server in running.items():
-            if "Traceback" in server.output():
-                raise RuntimeError(f"{name} failed under load:\n{server.output()}")
+        load_in_rounds(running, runs, rounds, seconds)
     return runs
 
 

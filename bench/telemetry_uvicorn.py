@@ -194,3 +194,20 @@ def wrk_load(server: Server, run: Run, seconds: int) -> None:
     cpu_before = server.cpu_seconds()
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     run.cpu.append((server.cpu_seconds() - cpu_before) / parse_wrk(done.stdout, run) * 1e6)
+
+
+def load_in_rounds(running: Mapping[str, Server], runs: list[Run], rounds: int, seconds: int) -> None:
+    """Each run's server warmed (three requests of its route: a page's cache filled in each worker, most likely),
+    then `wrk_load` on every run once a round, in an order rotated each round; a server that logged a traceback
+    fails the benchmark."""
+    for run in runs:
+        for _ in range(3):
+            fetch_http(running[run.app], run.route)
+    for round_index in range(rounds):
+        shift = round_index % len(runs)
+        for run in [*runs[shift:], *runs[:shift]]:
+            wrk_load(running[run.app], run, seconds)
+        print(f"round {round_index + 1}/{rounds} done", file=sys.stderr)
+    for name, server in running.items():
+        if "Traceback" in server.output():
+            raise RuntimeError(f"{name} failed under load:\n{server.output()}")
