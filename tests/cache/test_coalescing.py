@@ -92,3 +92,21 @@ def test_hit_for_miss_leaves_keys_to_fill_when_redis_may_have_them() -> None:
     cache.uncacheable.add("http://a.test/x")
     assert "http://a.test/x" in cache.uncacheable
     assert cache.hit_for_miss("http://a.test/x") is None
+
+
+def test_a_key_added_passing_passes_until_it_is_added_otherwise_expires_or_is_evicted() -> None:
+    clock = Clock()
+    keys = RecentlyUncacheable(5.0, limit=2, clock=clock)
+    keys.add("a", passing=True)
+    assert keys.passes("a") and "a" in keys
+    keys.add("a")  # refused for one request's sake this time
+    assert not keys.passes("a") and "a" in keys
+    keys.add("a", passing=True)
+    clock.now += 6
+    assert not keys.passes("a") and "a" not in keys
+    keys.add("b", passing=True)
+    keys.add("c", passing=True)
+    keys.add("d", passing=True)  # over the limit: the oldest goes, and its passing with it
+    assert not keys.passes("b") and keys.passes("c") and keys.passes("d")
+    keys.discard("c")
+    assert not keys.passes("c") and len(keys._passing) == 1

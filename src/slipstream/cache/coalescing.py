@@ -67,7 +67,10 @@ class RecentlyUncacheable:
     """Varnish's hit-for-miss: keys whose response was just not stored, so that requests for them do not wait on
     one another. Each is remembered for ``window`` seconds after it was last added, at most ``limit`` keys (the
     oldest go first), by its hash: a few dozen bytes a key, however long the URL. (Two URLs sharing a 64-bit
-    hash would only mean one of them is not coalesced for a while.)"""
+    hash would only mean one of them is not coalesced for a while.)
+
+    A key added ``passing`` was refused for its response's fields alone, whatever the request (a dynamic page
+    without any freshness): `passes` tells the cache it may hand such a request to the app without keeping a copy."""
 
     def __init__(self, window: float, limit: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         if window < 0 or limit < 1:
@@ -76,29 +79,44 @@ class RecentlyUncacheable:
         self.limit = limit
         self._clock = clock
         self._until: OrderedDict[int, float] = OrderedDict()  # in order of expiry: every key gets the same window
+        self._passing: set[int] = set()  # those of them added passing
 
     def __len__(self) -> int:
         return len(self._until)
 
     def __contains__(self, key: str) -> bool:
+        return self._remembered(hash(key))
+
+    def passes(self, key: str) -> bool:
+        """Whether ``key`` is remembered, and was added ``passing``."""
         digest = hash(key)
+        return digest in self._passing and self._remembered(digest)
+
+    def _remembered(self, digest: int) -> bool:
         until = self._until.get(digest)
         if until is None:
             return False
         if until > self._clock():
             return True
         del self._until[digest]
+        self._passing.discard(digest)
         return False
 
-    def add(self, key: str) -> None:
+    def add(self, key: str, passing: bool = False) -> None:
         if self.window <= 0:
             return
         now = self._clock()
         digest = hash(key)
         self._until[digest] = now + self.window
         self._until.move_to_end(digest)
+        if passing:
+            self._passing.add(digest)
+        else:
+            self._passing.discard(digest)
         while self._until and (len(self._until) > self.limit or next(iter(self._until.values())) <= now):
-            self._until.popitem(last=False)
+            self._passing.discard(self._until.popitem(last=False)[0])
 
     def discard(self, key: str) -> None:
-        self._until.pop(hash(key), None)
+        digest = hash(key)
+        self._until.pop(digest, None)
+        self._passing.discard(digest)

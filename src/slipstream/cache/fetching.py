@@ -17,6 +17,7 @@ from slipstream.cache.storage import StoragePolicy
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.headers import RawHeaders
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
+from slipstream.http.responses import head_body
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
 
 # A revalidation asks for the whole response: a 304 lets the stored one answer the client's range, and a 200
@@ -125,7 +126,13 @@ class OriginFetcher:
                 await self.serve(send, scope, primary, stale, "STALE", stale.age(response_time), tier)
             return
         if recorder.refused:
-            return  # the start message showed it, and the waiting requests were let go then
+            # The start message showed it, and the waiting requests were let go then. Refused for its own fields
+            # whatever the request, the URL's next requests pass straight to the app for a while.
+            start = recorder.start
+            if fill is not None and start is not None:
+                if storage.refused_by_its_fields(start, self.rules.has_route_ttl(scope["path"])):
+                    self.cache.uncacheable.add(primary, passing=True)
+            return
         entry = storage.build_entry(recorder, scope["headers"], request_time, response_time, default_ttl, capture)
         if entry is None:
             if fill is not None:
@@ -135,6 +142,24 @@ class OriginFetcher:
         if record is not None:
             entry.route = record.route
         await self.cache.store(primary, entry, scope["headers"])
+
+    async def pass_through(self, scope: Scope, receive: Receive, send: Send, primary: str, keyed: bool) -> None:
+        """A miss for a URL whose last response was refused for its own fields whatever the request (a dynamic page
+        without freshness), with no Redis to ask: the app answers, forwarded as a miss, and nothing is kept: no copy
+        of the body, no scope of its own (``keyed``: the scope is already the cache's copy). The cheap path of the
+        most common uncached request.
+
+        If the response may be stored now (the app changed its fields), the URL's hit-for-miss ends and the next
+        request fills the entry; if it is refused for this request only, the next one goes the whole way."""
+        head = scope["method"] == "HEAD"
+        if head:
+            # Run as GET, as a miss is: the same headers as the entry the GET would fill.
+            scope = {**scope, "method": "GET"}
+            keyed = True
+        if keyed:
+            follow_scope(scope)
+        note_cache_outcome("MISS")
+        await self.app(scope, receive, _Passing(self, send, primary, scope, head).send)
 
     def refresh_in_background(self, scope: Scope, primary: str, entry: CacheEntry) -> None:
         """stale-while-revalidate: refresh once, off the request, while stale copies are served."""
@@ -157,6 +182,43 @@ class OriginFetcher:
                 self.cache.refreshing.discard(key)
 
         self.cache.spawn(refresh())
+
+
+class _Passing:
+    """Wraps one pass-through's ``send``: decides from the start message whether the URL keeps passing, removes the
+    fields meant for slipstream, adds the status header, and drops the body of a HEAD request's answer."""
+
+    __slots__ = ("downstream", "fetcher", "head", "primary", "scope")
+
+    def __init__(self, fetcher: OriginFetcher, downstream: Send, primary: str, scope: Scope, head: bool) -> None:
+        self.fetcher = fetcher
+        self.downstream = downstream
+        self.primary = primary
+        self.scope = scope
+        self.head = head
+
+    async def send(self, message: Message) -> None:
+        if message["type"] != "http.response.start":
+            if self.head and message["type"] == "http.response.body":
+                stripped = head_body(message)
+                if stripped is None:
+                    return
+                message = stripped
+            await self.downstream(message)
+            return
+        fetcher, scope, primary = self.fetcher, self.scope, self.primary
+        storage, rules, uncacheable = fetcher.storage, fetcher.rules, fetcher.cache.uncacheable
+        if storage.refused_by_its_fields(message, rules.has_route_ttl(scope["path"])):
+            uncacheable.add(primary, passing=True)  # as expected: the window starts over
+        elif storage.may_store_start(message, scope["headers"], rules.default_ttl(scope)):
+            uncacheable.discard(primary)
+        else:
+            uncacheable.add(primary)
+        headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in fetcher.not_forwarded]
+        if fetcher.status_header is not None:
+            headers.append((fetcher.status_header, b"MISS"))
+        fetcher.count_miss(1)
+        await self.downstream({**message, "headers": headers})
 
 
 def _with_validators(headers: RawHeaders, stale: CacheEntry) -> RawHeaders:

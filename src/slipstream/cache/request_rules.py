@@ -93,6 +93,10 @@ class RequestRules:
                 return seconds
         return None
 
+    def has_route_ttl(self, path: str) -> bool:
+        """Whether a route rule matches ``path``, for requests with credentials or without."""
+        return any(match(path) for match, _, _ in self.route_ttls)
+
     def invalidated_keys(self, scope: Scope, locations: Iterable[bytes]) -> list[str]:
         """What a successful unsafe request invalidates: its target, and same-origin Location / Content-Location."""
         target = self.primary_key(scope)

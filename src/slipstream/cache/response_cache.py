@@ -161,6 +161,12 @@ class ResponseCache:
             language = variant_language(entry.vary, entry.headers)
             self.spawn(self.redis.put(primary, entry.vary, secondary, serialise(entry), ttl, entry.tags, language))
 
+    def passes(self, primary: str) -> bool:
+        """Whether a miss for the key goes to the app with nothing kept: its last response was refused for its own
+        fields whatever the request (see `RecentlyUncacheable`), and there is no Redis another process may have
+        filled."""
+        return self.redis is None and self.uncacheable.passes(primary)
+
     def hit_for_miss(self, primary: str) -> Fill | None:
         """`fill`'s answer for a key lately answered uncacheably when there is no Redis to ask, without its
         context manager: nothing to wait for, nothing to look up. None otherwise (then use `fill`)."""

@@ -187,6 +187,13 @@ class StoragePolicy:
         now = time.time()
         return self.build_entry(probe, request_headers, now, now, default_ttl) is not None
 
+    def refused_by_its_fields(self, start: Message, route_default: bool) -> bool:
+        """Whether a response beginning with ``start`` is refused whatever the request: no freshness in its fields,
+        and neither a route default (``route_default``: a route TTL rule matches its path, for some request) nor
+        the heuristic could give it one. Most dynamic pages: the cache may hand their URL's next requests to the app
+        without keeping a copy (see `RecentlyUncacheable.passes`)."""
+        return not route_default and self._without_freshness(_fields(start.get("headers", ())), None)
+
     def freshen(
         self,
         entry: CacheEntry,

@@ -190,7 +190,7 @@ class CacheMiddleware:
         if request.no_store:
             await self.app(scope, receive, self._bypass(send))
             return
-        scope = self.rules.keyed_request(scope)
+        received, scope = scope, self.rules.keyed_request(scope)
         headers = scope["headers"]
         primary = self.rules.primary_key(scope)
         ranged = request_header(headers, b"range")
@@ -208,6 +208,9 @@ class CacheMiddleware:
                 await self.origin.fetch(scope, receive, send, primary, None)
                 return
         if found is None:
+            if self.cache.passes(primary) and not request.only_if_cached:
+                await self.origin.pass_through(scope, receive, send, primary, scope is not received)
+                return
             fill = self.cache.hit_for_miss(primary)
             if fill is not None:
                 await self._miss(scope, receive, send, primary, request.only_if_cached, fill)
