@@ -110,3 +110,19 @@ def test_a_key_added_passing_passes_until_it_is_added_otherwise_expires_or_is_ev
     assert not keys.passes("b") and keys.passes("c") and keys.passes("d")
     keys.discard("c")
     assert not keys.passes("c") and len(keys._passing) == 1
+
+
+def test_renewing_a_passing_key_restarts_its_window_once_half_of_it_is_gone() -> None:
+    clock = Clock()
+    keys = RecentlyUncacheable(10.0, clock=clock)
+    keys.add("a")
+    keys.renew("a")  # not passing yet: added passing now
+    assert keys.passes("a")
+    clock.now += 4
+    keys.renew("a")  # more than half the window left: unchanged, it ends at 10
+    clock.now += 5
+    keys.renew("a")  # 1 s left: renewed until 19
+    clock.now += 9
+    assert keys.passes("a")
+    clock.now += 1.5
+    assert not keys.passes("a")

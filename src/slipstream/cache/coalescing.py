@@ -116,6 +116,14 @@ class RecentlyUncacheable:
         while self._until and (len(self._until) > self.limit or next(iter(self._until.values())) <= now):
             self._passing.discard(self._until.popitem(last=False)[0])
 
+    def renew(self, key: str) -> None:
+        """`add` ``key`` passing again, if less than half its window is left: a passing URL refused once more, at
+        most one bookkeeping step every half window rather than one a request."""
+        digest = hash(key)
+        until = self._until.get(digest)
+        if until is None or digest not in self._passing or until - self._clock() < self.window / 2:
+            self.add(key, passing=True)
+
     def discard(self, key: str) -> None:
         digest = hash(key)
         self._until.pop(digest, None)

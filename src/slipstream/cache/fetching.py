@@ -209,7 +209,7 @@ class _Passing:
         fetcher, scope, primary = self.fetcher, self.scope, self.primary
         storage, rules, uncacheable = fetcher.storage, fetcher.rules, fetcher.cache.uncacheable
         if storage.refused_by_its_fields(message, rules.has_route_ttl(scope["path"])):
-            uncacheable.add(primary, passing=True)  # as expected: the window starts over
+            uncacheable.renew(primary)  # as expected: the window starts over
         elif storage.may_store_start(message, scope["headers"], rules.default_ttl(scope)):
             uncacheable.discard(primary)
         else:

@@ -95,7 +95,10 @@ class RequestRules:
 
     def has_route_ttl(self, path: str) -> bool:
         """Whether a route rule matches ``path``, for requests with credentials or without."""
-        return any(match(path) for match, _, _ in self.route_ttls)
+        for match, _, _ in self.route_ttls:
+            if match(path):
+                return True
+        return False
 
     def invalidated_keys(self, scope: Scope, locations: Iterable[bytes]) -> list[str]:
         """What a successful unsafe request invalidates: its target, and same-origin Location / Content-Location."""

@@ -61,6 +61,7 @@ class StoragePolicy:
     """
 
     __slots__ = (
+        "_freshness_fields",
         "allow_set_cookie",
         "heuristic_fraction",
         "heuristic_max_seconds",
@@ -91,6 +92,10 @@ class StoragePolicy:
         self.targets = targets
         self.heuristic_fraction = heuristic_fraction
         self.heuristic_max_seconds = heuristic_max_seconds
+        # The response fields that can give it freshness (see `_without_freshness`).
+        self._freshness_fields = frozenset(
+            {b"cache-control", b"expires", *targets, *((b"last-modified",) if heuristic_fraction > 0 else ())}
+        )
 
     def build_entry(
         self,
@@ -192,7 +197,13 @@ class StoragePolicy:
         and neither a route default (``route_default``: a route TTL rule matches its path, for some request) nor
         the heuristic could give it one. Most dynamic pages: the cache may hand their URL's next requests to the app
         without keeping a copy (see `RecentlyUncacheable.passes`)."""
-        return not route_default and self._without_freshness(_fields(start.get("headers", ())), None)
+        if route_default:
+            return False
+        freshness = self._freshness_fields
+        for name, _ in start.get("headers", ()):
+            if name.lower() in freshness:
+                return False
+        return True
 
     def freshen(
         self,
