@@ -165,8 +165,9 @@ def findings(profiles: dict[tuple[str, str], Profile]) -> list[str]:
         "histograms, gauge and counters (a lock per increment, 9 increments a request) about as much as the rest "
         "of timing. With several workers prometheus_client writes each increment to a memory-mapped file "
         "(multiprocess mode), under a lock: slipstream sums the request path's increments and writes them every "
-        "0.1 s instead (`metrics_multiprocess_flush_interval`), 8 to 14 µs of server CPU less a request under two "
-        "workers (bench_multiprocess_writes.py: the same stack writing each increment and in batches, in one run).",
+        "0.1 s instead (`metrics_multiprocess_flush_interval`), 4 to 6 µs less a request in-process "
+        "(bench_multiprocess_writes.py; under two workers on this machine the difference is within the run-to-run "
+        "noise).",
         f"- The server's own share: {server_full - server_bare:+.1f} µs a request on {item} everything on against "
         "the bare app (h11 validates every response header slipstream adds: ETag, Server-Timing, X-Cache), though "
         "the bytes written are the same there.",
