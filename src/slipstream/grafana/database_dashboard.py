@@ -4,7 +4,17 @@ N+1 findings and queries per request by route, and the connection pools."""
 from __future__ import annotations
 
 from slipstream.grafana.layout import dashboard
-from slipstream.grafana.panels import Json, Panel, Query, Row, here, histogram_quantile, rate, timeseries
+from slipstream.grafana.panels import (
+    Json,
+    Panel,
+    Query,
+    Row,
+    here,
+    histogram_mean,
+    histogram_quantile,
+    rate,
+    timeseries,
+)
 from slipstream.grafana.promql import DB_DURATION
 from slipstream.grafana.values import GrafanaValues, le
 
@@ -85,7 +95,7 @@ def database_dashboard(v: GrafanaValues) -> Json:
             "Statements per request on average, by route.",
             "short",
             Query(
-                f"{rate(f'{QUERIES}_sum', by='http_route')}\n/\n{rate(f'{QUERIES}_count', by='http_route')}",
+                histogram_mean(QUERIES, "http_route"),
                 "{{http_route}}",
             ),
             width=8,

@@ -4,7 +4,17 @@ the database, the slowest routes): the bottlenecks."""
 from __future__ import annotations
 
 from slipstream.grafana.layout import dashboard
-from slipstream.grafana.panels import Json, Panel, Query, Row, histogram_quantile, rate, table, timeseries
+from slipstream.grafana.panels import (
+    Json,
+    Panel,
+    Query,
+    Row,
+    histogram_mean,
+    histogram_quantile,
+    rate,
+    table,
+    timeseries,
+)
 from slipstream.grafana.promql import DB_DURATION, REQUEST_DURATION
 from slipstream.grafana.values import GrafanaValues
 
@@ -14,7 +24,7 @@ OPERATION = "slipstream_operation_duration_seconds"
 
 
 def operations_dashboard(v: GrafanaValues) -> Json:
-    mean = f"{rate(f'{OPERATION}_sum', by='operation')}\n/\n{rate(f'{OPERATION}_count', by='operation')}"
+    mean = histogram_mean(OPERATION, "operation")
     request_time = f"scalar({rate(f'{REQUEST_DURATION}_sum')})"
     share = f"{rate(f'{OPERATION}_sum', by='operation')}\n/ {request_time}"
     p = v.latency_objective

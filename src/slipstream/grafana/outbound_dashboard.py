@@ -5,7 +5,18 @@ request time; tokens, cost and duration of LLM calls per model. Only the calls o
 from __future__ import annotations
 
 from slipstream.grafana.layout import dashboard
-from slipstream.grafana.panels import Json, Panel, Query, Row, histogram_quantile, rate, stat, table, timeseries
+from slipstream.grafana.panels import (
+    Json,
+    Panel,
+    Query,
+    Row,
+    histogram_mean,
+    histogram_quantile,
+    rate,
+    stat,
+    table,
+    timeseries,
+)
 from slipstream.grafana.promql import (
     CALL_FAILED,
     CLIENT_CALLS,
@@ -49,10 +60,8 @@ def cost_per_hour(by: str = "") -> str:
 
 def outbound_dashboard(v: GrafanaValues) -> Json:
     bucket = f"{CLIENT_DURATION}_bucket"
-    mean = f"{rate(f'{CLIENT_DURATION}_sum', by=HOST)}\n/\n{rate(CLIENT_CALLS, by=HOST)}"
-    tokens_per_call = (
-        f"{rate(f'{TOKEN_USAGE}_sum', by=TOKEN_LABELS)}\n/\n{rate(f'{TOKEN_USAGE}_count', by=TOKEN_LABELS)}"
-    )
+    mean = histogram_mean(CLIENT_DURATION, HOST)
+    tokens_per_call = histogram_mean(TOKEN_USAGE, TOKEN_LABELS)
     items: list[Panel | Row] = [
         Row("Summary"),
         *_summary(v),

@@ -12,6 +12,7 @@ from slipstream.grafana.panels import (
     Query,
     Row,
     here,
+    histogram_mean,
     histogram_quantile,
     rate,
     stat,
@@ -187,7 +188,7 @@ def _requests(v: GrafanaValues) -> list[Panel]:
 
 def _routes(p: float) -> Panel:
     by = "http_route"
-    sizes = f"{rate(f'{RESPONSE_SIZE}_sum', by=by)}\n/\n{rate(f'{RESPONSE_SIZE}_count', by=by)}"
+    sizes = histogram_mean(RESPONSE_SIZE, by)
     return table(
         "Routes",
         "Every route: request rate, 5xx ratio, duration quantiles and mean response size. Click a header to sort.",

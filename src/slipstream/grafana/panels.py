@@ -48,6 +48,11 @@ def histogram_quantile(q: float, bucket: str, by: str = "") -> str:
     return f"histogram_quantile({q:g}, {rate(bucket, by=', '.join(filter(None, (by, 'le'))))})"
 
 
+def histogram_mean(metric: str, by: str = "") -> str:
+    """The mean observation of the histogram ``metric`` (its ``_sum`` rate over its ``_count`` rate), per ``by``."""
+    return f"{rate(f'{metric}_sum', by=by)}\n/\n{rate(f'{metric}_count', by=by)}"
+
+
 def here(metric: str, *matchers: str) -> str:
     """``metric`` selected on the dashboard's job and instance variables, and ``matchers``."""
     return select(metric, HERE, *matchers)
