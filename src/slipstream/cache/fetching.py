@@ -17,7 +17,7 @@ from slipstream.cache.storage import StoragePolicy
 from slipstream.http.capture import CAPTURE_SCOPE_KEY, IdentityCapture
 from slipstream.http.headers import RawHeaders
 from slipstream.http.preconditions import CONDITIONAL_HEADERS
-from slipstream.http.responses import head_body
+from slipstream.http.responses import edited_headers, head_body
 from slipstream.record import current_record, follow_scope, forget_record, note_cache_outcome
 
 # A revalidation asks for the whole response: a 304 lets the stored one answer the client's range, and a 200
@@ -54,7 +54,7 @@ class OriginFetcher:
         self.storage = storage
         self.serve = serve
         self.count_miss = count_miss
-        self.status_header = status_header
+        self.miss_tag = [] if status_header is None else [(status_header, b"MISS")]
         self.not_forwarded = not_forwarded
 
     async def fetch(
@@ -90,7 +90,7 @@ class OriginFetcher:
         default_ttl = self.rules.default_ttl(scope)
         recorder = ResponseRecorder(
             send,
-            self.status_header,
+            self.miss_tag,
             hold=stale is not None,
             serve_stale_on_error=serve_stale_on_error,
             head=scope["method"] == "HEAD",
@@ -214,11 +214,8 @@ class _Passing:
             uncacheable.discard(primary)
         else:
             uncacheable.add(primary)
-        headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in fetcher.not_forwarded]
-        if fetcher.status_header is not None:
-            headers.append((fetcher.status_header, b"MISS"))
         fetcher.count_miss(1)
-        await self.downstream({**message, "headers": headers})
+        await self.downstream(edited_headers(message, fetcher.not_forwarded, fetcher.miss_tag))
 
 
 def _with_validators(headers: RawHeaders, stale: CacheEntry) -> RawHeaders:

@@ -10,7 +10,7 @@ from starlette.types import Message, Send
 from slipstream.cache.tags import SURROGATE_KEY
 from slipstream.http.capture import IdentityCapture
 from slipstream.http.headers import length_matches
-from slipstream.http.responses import head_body
+from slipstream.http.responses import edited_headers, head_body
 
 if TYPE_CHECKING:
     from slipstream.cache.storage import StoragePolicy
@@ -45,16 +45,16 @@ class ResponseRecorder:
         "request_headers",
         "serve_stale_on_error",
         "start",
-        "status_header",
         "storage",
         "streaming",
         "swallowed",
+        "tag",
     )
 
     def __init__(
         self,
         downstream: Send,
-        status_header: bytes | None,
+        tag: list[tuple[bytes, bytes]],
         *,
         hold: bool = False,
         serve_stale_on_error: bool = False,
@@ -82,7 +82,7 @@ class ResponseRecorder:
         self.on_not_stored = on_not_stored
         self.not_sent = not_sent
         self.head = head
-        self.status_header = status_header
+        self.tag = tag  # added to the start message: the status header of a miss, if any
         self.hold = hold
         self.serve_stale_on_error = serve_stale_on_error
         self.start: Message | None = None
@@ -112,11 +112,8 @@ class ResponseRecorder:
             if self.on_not_stored is not None and self.storage is not None and not self.may_store(message):
                 self.refused = True
                 self._not_stored()
-            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in self.not_sent]
-            if self.status_header is not None:
-                headers.append((self.status_header, b"MISS"))
             self.forwarded = True
-            await self.downstream({**message, "headers": headers})
+            await self.downstream(edited_headers(message, self.not_sent, self.tag))
             return
         if self.swallowed:
             return

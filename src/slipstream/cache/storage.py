@@ -92,7 +92,8 @@ class StoragePolicy:
         self.targets = targets
         self.heuristic_fraction = heuristic_fraction
         self.heuristic_max_seconds = heuristic_max_seconds
-        # The response fields that can give it freshness (see `_without_freshness`).
+        # The response fields that can give it freshness: Cache-Control, Expires, the targeted fields, and with the
+        # heuristic Last-Modified (`_without_freshness`, `refused_by_its_fields`).
         self._freshness_fields = frozenset(
             {b"cache-control", b"expires", *targets, *((b"last-modified",) if heuristic_fraction > 0 else ())}
         )
@@ -187,7 +188,7 @@ class StoragePolicy:
         length = sent.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_entry_bytes:
             return False
-        probe = ResponseRecorder(_nowhere, None)
+        probe = ResponseRecorder(_nowhere, [])
         probe.start, probe.body = start, b""
         now = time.time()
         return self.build_entry(probe, request_headers, now, now, default_ttl) is not None
@@ -240,12 +241,7 @@ class StoragePolicy:
     def _without_freshness(self, sent: dict[bytes, bytes], default_ttl: float | None) -> bool:
         """No freshness and no no-cache, nor a route default or a heuristic to give one: nothing to store (see
         `build_entry`). The common case of dynamic responses, told from the fields alone."""
-        if default_ttl is not None or b"cache-control" in sent or b"expires" in sent:
-            return False
-        for name in self.targets:
-            if name in sent:
-                return False
-        return not (self.heuristic_fraction > 0 and b"last-modified" in sent)
+        return default_ttl is None and self._freshness_fields.isdisjoint(sent)
 
     def _fallback_lifetime(
         self,

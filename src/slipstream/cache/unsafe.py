@@ -54,7 +54,7 @@ class UnsafeRequests:
 
         # Forwarded as a miss is (``not_sent`` removed) and kept, in case it is a POST response to store: not when
         # the app saw input the key leaves out (ignored query parameters or cookies), which it may reflect.
-        recorder = ResponseRecorder(watch, None, not_sent=self.not_sent)
+        recorder = ResponseRecorder(watch, [], not_sent=self.not_sent)
         capture = IdentityCapture()
         storable = scope["method"] == "POST" and self.rules.keyed_request(scope) is scope
         if storable:

@@ -40,7 +40,6 @@ class DeferredWrites:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
-        self.flushes = 0
         self._hooked = False
 
     def adder(self, value: Value) -> Callable[[float], None]:
@@ -71,7 +70,6 @@ class DeferredWrites:
         for value, amount in summed:
             if amount:
                 value.inc(amount)
-        self.flushes += 1
 
     def stop(self) -> None:
         """Stop the writing thread and write what is left (the instrumentation's shutdown). An increment after

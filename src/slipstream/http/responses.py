@@ -41,16 +41,20 @@ def head_body(message: Message) -> Message | None:
     return _LAST_EMPTY_BODY
 
 
+def edited_headers(start: Message, drop: frozenset[bytes], add: list[tuple[bytes, bytes]]) -> Message:
+    """A copy of the start message with its ``drop`` fields (lower-case names) removed and ``add`` appended."""
+    kept = [(k, v) for k, v in start.get("headers", ()) if k.lower() not in drop]
+    return {**start, "headers": [*kept, *add]}
+
+
 def edited_start(send: Send, drop: frozenset[bytes], add: list[tuple[bytes, bytes]]) -> Send:
-    """``send`` with the start message's ``drop`` fields (lower-case names) removed and ``add`` appended; ``send``
-    itself when that changes nothing."""
+    """``send`` with the start message edited by `edited_headers`; ``send`` itself when that changes nothing."""
     if not drop and not add:
         return send
 
     async def edited(message: Message) -> None:
         if message["type"] == "http.response.start":
-            kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in drop]
-            message = {**message, "headers": [*kept, *add]}
+            message = edited_headers(message, drop, add)
         await send(message)
 
     return edited
